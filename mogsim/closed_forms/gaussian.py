@@ -1,0 +1,143 @@
+"""The optimal denoiser of a Gaussian ``N(mu, S)``: ``D(x; sigma) = mu + S (S + sigma^2 I)^-1 (x - mu)``.
+
+Computed in the eigenbasis of ``S = Q diag(lam) Q^T``: ``D = mu + Q diag(lam / (lam + sigma^2)) Q^T (x - mu)``,
+which is exact at every sigma, including singular (low-rank) covariances and sigma -> 0. A low-rank covariance
+``F F^T`` keeps only the thin basis of F (d x r), so memory is O(d r).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..conventions import Sigma
+from ..denoiser import ClosedFormDenoiser
+from ..errors import InputError
+
+
+def _tensor64(value: Any, name: str) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{name} must be an array or tensor of numbers") from None
+    value = value.to(torch.float64)
+    if not bool(torch.isfinite(value).all()):
+        raise InputError(f"{name} contains NaN or infinite values")
+    return value
+
+
+def _zero_round_off(evals: torch.Tensor, d: int) -> torch.Tensor:
+    """Set eigenvalues below the round-off level ``d * eps * max`` to exactly 0 (and negatives of that size too).
+
+    A rank-deficient covariance comes out of an eigensolver with "zero" eigenvalues of order 1e-16; left in, they
+    would make the sigma -> 0 limit depend on round-off instead of projecting onto the support.
+    """
+    cutoff = d * torch.finfo(torch.float64).eps * float(evals.abs().max())
+    return torch.where(evals > cutoff, evals, torch.zeros_like(evals))
+
+
+class GaussianDenoiser(ClosedFormDenoiser):
+    """Posterior mean under ``N(mean, cov)``.
+
+    Args:
+        mean: shape ``sample_shape`` (or (d,)).
+        cov: (d, d) symmetric positive semi-definite covariance of the flattened sample.
+        sample_shape: shape of one sample; default ``mean.shape``.
+
+    Use :meth:`from_factor` for a low-rank covariance ``F F^T``. All arithmetic is done in float64 internally
+    and returned in the query's dtype.
+    """
+
+    def __init__(self, mean: Any, cov: Any, *, sample_shape: tuple[int, ...] | None = None) -> None:
+        mean64 = _tensor64(mean, "mean")
+        cov64 = _tensor64(cov, "cov")
+        d = mean64.numel()
+        if cov64.shape != (d, d):
+            raise InputError(f"cov has shape {tuple(cov64.shape)}; expected ({d}, {d}) to match mean")
+        if not torch.allclose(cov64, cov64.T, rtol=1e-10, atol=1e-12 * float(cov64.abs().max().clamp_min(1))):
+            raise InputError("cov is not symmetric; pass a symmetric positive semi-definite matrix")
+        evals, evecs = torch.linalg.eigh(0.5 * (cov64 + cov64.T))
+        scale = float(evals.abs().max().clamp_min(1e-300))
+        if float(evals.min()) < -1e-10 * scale:
+            raise InputError(f"cov has a negative eigenvalue ({float(evals.min()):.3g}); it must be positive "
+                             "semi-definite")
+        self._init(mean64, evecs, _zero_round_off(evals, d), d, sample_shape or tuple(mean64.shape))
+
+    @classmethod
+    def from_factor(cls, mean: Any, factor: Any, *, sample_shape: tuple[int, ...] | None = None
+                    ) -> "GaussianDenoiser":
+        """The Gaussian ``N(mean, F F^T)`` for a (d, r) factor ``F``; only the r-dimensional range is stored."""
+        mean64 = _tensor64(mean, "mean")
+        f64 = _tensor64(factor, "factor")
+        d = mean64.numel()
+        if f64.ndim != 2 or f64.shape[0] != d:
+            raise InputError(f"factor has shape {tuple(f64.shape)}; expected ({d}, r) to match mean")
+        u, s, _ = torch.linalg.svd(f64, full_matrices=False)
+        self = cls.__new__(cls)
+        self._init(mean64, u, _zero_round_off(s * s, d), d, sample_shape or tuple(mean64.shape))
+        return self
+
+    def _init(self, mean64: torch.Tensor, basis: torch.Tensor, evals: torch.Tensor, d: int,
+              sample_shape: tuple[int, ...]) -> None:
+        shape = tuple(int(k) for k in sample_shape)
+        if math.prod(shape) != d:
+            raise InputError(f"sample_shape {shape} has {math.prod(shape)} entries, but mean has {d}")
+        self.sample_shape = shape
+        self._mean = mean64.reshape(d)
+        self._basis = basis  # (d, k) orthonormal columns
+        self._evals = evals  # (k,)
+        #: True when the basis spans all d dimensions (full covariance given to the constructor).
+        self._full = basis.shape[1] == d
+        self._cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The mean, float64, shape sample_shape."""
+        return self._mean.reshape(self.sample_shape)
+
+    @property
+    def cov(self) -> torch.Tensor:
+        """The covariance of the flattened sample, float64, (d, d)."""
+        return (self._basis * self._evals) @ self._basis.T
+
+    def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if device not in self._cache:
+            self._cache[device] = (self._mean.to(device), self._basis.to(device), self._evals.to(device))
+        return self._cache[device]
+
+    def _denoise_flat(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        mean, basis, evals = self._on(x.device)
+        sig2 = sigma.to(torch.float64) ** 2  # (B, 1)
+        coef = (x.to(torch.float64) - mean) @ basis  # (B, k)
+        return (mean + (coef * (evals / (evals + sig2))) @ basis.T).to(x.dtype)
+
+    def score(self, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
+        """``-(S + sigma^2 I)^-1 (x - mu)``, computed without dividing a small difference by sigma^2."""
+        flat, sig = self._prepare(x, sigma)
+        mean, basis, evals = self._on(flat.device)
+        sig2 = sig.to(torch.float64) ** 2
+        centred = flat.to(torch.float64) - mean
+        coef = centred @ basis
+        inside = (coef / (evals + sig2)) @ basis.T
+        outside = (centred - coef @ basis.T) / sig2
+        return (-(inside + outside)).reshape(x.shape).to(x.dtype)
+
+    def log_density(self, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
+        """``log N(x; mu, S + sigma^2 I)``, shape (B,)."""
+        flat, sig = self._prepare(x, sigma)
+        mean, basis, evals = self._on(flat.device)
+        sig2 = sig.to(torch.float64) ** 2  # (B, 1)
+        centred = flat.to(torch.float64) - mean
+        coef = centred @ basis
+        residual = centred - coef @ basis.T
+        k = basis.shape[1]
+        d = self.dim
+        quad = (coef * coef / (evals + sig2)).sum(dim=1) + (residual * residual).sum(dim=1) / sig2[:, 0]
+        logdet = torch.log(evals + sig2).sum(dim=1) + (d - k) * torch.log(sig2[:, 0])
+        return (-0.5 * (quad + logdet + d * math.log(2 * math.pi))).to(x.dtype)

@@ -1,0 +1,1 @@
+"""mogsim.metrics."""

@@ -1,0 +1,138 @@
+"""Named network configurations, built from a name plus overrides, and parameter counts.
+
+=============  ======================================================================  ==========
+name           configuration (DDPM++ UNet unless noted)                                parameters
+=============  ======================================================================  ==========
+unet-256       width 256, channel_mult (2,2,2), 4 blocks/level, attention at 16x16     222.7M
+unet-128       width 128, as above (EDM's CIFAR-10 DDPM++; EDM: 55.7M)                 55.73M
+unet-64        width 64, as above (paper 1's smallest; EDM's code gives 13.96M)        13.96M
+unet-small     width 64, channel_mult (1,2,2), 2 blocks/level, attention at 16x16      3.26M
+unet-tiny      width 32, channel_mult (1,2,2), 1 block/level, attention at 16x16       0.66M
+unet-vector    vectors (B, n) reshaped to image_shape (default 3x4x4 for n = 48);       1.42M
+               width 64, channel_mult (1,2), 2 blocks, attention at 2x2
+mlp            vectors (B, n): width 256, depth 4 (n = 48: 0.57M)                      0.57M
+=============  ======================================================================  ==========
+
+Counts are for CIFAR-sized inputs (3x32x32) or n = 48. Every config accepts overrides, e.g.
+``build_network("unet-64", dropout=0.13)`` or ``build_network("unet-tiny", sample_shape=(3, 4, 4),
+channel_mult=(1, 2), attn_resolutions=(2,))``. :func:`network_config` returns the resolved keyword arguments, which
+:func:`build_from_config` turns back into the same network (checkpoints store it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from torch import nn
+
+from ..errors import InputError
+from .mlp import MLP
+from .unet import UNet, VectorUNet
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A named configuration: the family (``unet``, ``unet-vector``, ``mlp``) and its default keyword arguments."""
+
+    family: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+_DDPMPP = dict(channel_mult=(2, 2, 2), num_blocks=4, attn_resolutions=(16,), dropout=0.0)
+
+NETWORKS: dict[str, NetSpec] = {
+    "unet-256": NetSpec("unet", dict(model_channels=256, **_DDPMPP), "DDPM++ width 256"),
+    "unet-128": NetSpec("unet", dict(model_channels=128, **_DDPMPP), "DDPM++ width 128 (EDM CIFAR-10)"),
+    "unet-64": NetSpec("unet", dict(model_channels=64, **_DDPMPP), "DDPM++ width 64"),
+    "unet-small": NetSpec("unet", dict(model_channels=64, channel_mult=(1, 2, 2), num_blocks=2,
+                                       attn_resolutions=(16,), dropout=0.0), "small DDPM++ for short runs"),
+    "unet-tiny": NetSpec("unet", dict(model_channels=32, channel_mult=(1, 2, 2), num_blocks=1,
+                                      attn_resolutions=(16,), dropout=0.0), "tiny DDPM++ for tests/smoke runs"),
+    "unet-vector": NetSpec("unet-vector", dict(image_shape=(3, 4, 4), model_channels=64, channel_mult=(1, 2),
+                                               num_blocks=2, attn_resolutions=(2,), dropout=0.0),
+                           "DDPM++ on vectors reshaped to small images"),
+    "mlp": NetSpec("mlp", dict(width=256, depth=4), "noise-conditioned MLP on vectors"),
+}
+
+_IMAGE_SHAPE = (3, 32, 32)
+_VECTOR_SHAPE = (48,)
+
+
+def list_networks() -> list[str]:
+    """The registered names."""
+    return list(NETWORKS)
+
+
+def _spec(name: str) -> NetSpec:
+    try:
+        return NETWORKS[str(name).strip().lower()]
+    except KeyError:
+        raise InputError(f"--arch {name!r} is not one of {', '.join(NETWORKS)}") from None
+
+
+def network_config(name: str, sample_shape: Sequence[int] | None = None, **overrides: Any) -> dict[str, Any]:
+    """The resolved, JSON-ready configuration ``{"name", "family", "sample_shape", "kwargs"}`` of a network.
+
+    ``sample_shape`` is the shape of one sample: (C, R, R) for ``unet*`` (default 3x32x32), (n,) or any shape
+    for ``mlp`` and ``unet-vector`` (default (48,)). ``overrides`` replace the named config's defaults;
+    ``None`` values are ignored (so CLI options left unset keep the defaults).
+    """
+    spec = _spec(name)
+    kwargs = dict(spec.defaults)
+    unknown = [k for k in overrides if k not in _allowed_keys(spec.family)]
+    if unknown:
+        raise InputError(f"network {name}: unknown option(s) {', '.join(unknown)}; allowed: "
+                         f"{', '.join(sorted(_allowed_keys(spec.family)))}")
+    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    default_shape = _IMAGE_SHAPE if spec.family == "unet" else _VECTOR_SHAPE
+    shape = tuple(int(s) for s in (sample_shape if sample_shape is not None else default_shape))
+    if spec.family == "unet":
+        if len(shape) != 3 or shape[1] != shape[2]:
+            raise InputError(f"{name} needs square images (C, R, R); got sample shape {shape}")
+        kwargs.update(in_channels=shape[0], img_resolution=shape[1])
+    else:
+        kwargs["dim"] = math.prod(shape)
+    kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
+    return {"name": str(name).strip().lower(), "family": spec.family, "sample_shape": list(shape), "kwargs": kwargs}
+
+
+def _allowed_keys(family: str) -> set[str]:
+    unet = {"model_channels", "channel_mult", "channel_mult_emb", "num_blocks", "attn_resolutions", "dropout",
+            "num_heads", "adaptive_scale", "noise_channels", "max_positions"}
+    if family == "unet":
+        return unet | {"out_channels"}
+    if family == "unet-vector":
+        return unet | {"image_shape"}
+    return {"width", "depth", "noise_channels", "max_positions"}
+
+
+def build_from_config(config: dict[str, Any]) -> nn.Module:
+    """Build the network described by :func:`network_config` (e.g. as stored in a checkpoint)."""
+    family, kwargs = config["family"], dict(config["kwargs"])
+    if family == "unet":
+        return UNet(**kwargs)
+    if family == "unet-vector":
+        return VectorUNet(**kwargs)
+    if family == "mlp":
+        return MLP(**kwargs)
+    raise InputError(f"unknown network family {family!r}")
+
+
+def build_network(name: str, sample_shape: Sequence[int] | None = None, **overrides: Any) -> nn.Module:
+    """Build a registered network, e.g. ``build_network("unet-64")`` or ``build_network("mlp", (48,))``."""
+    return build_from_config(network_config(name, sample_shape, **overrides))
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) scalar parameters, counted once even if shared."""
+    seen: set[int] = set()
+    total = 0
+    for p in module.parameters():
+        if id(p) in seen or (trainable_only and not p.requires_grad):
+            continue
+        seen.add(id(p))
+        total += p.numel()
+    return total

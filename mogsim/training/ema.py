@@ -1,0 +1,55 @@
+"""Exponential moving average of the weights with a half-life counted in training images (as EDM).
+
+After each step with global batch B and ``images`` seen so far, ``ema <- beta ema + (1 - beta) w`` with
+``beta = 0.5 ** (B / h)`` and ``h = min(halflife_images, rampup_ratio * images)``: the ramp-up keeps the average
+from being dominated by the random initialisation early in short runs (EDM default ratio 0.05; ``None`` disables it).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+
+
+class EMA:
+    """Holds an averaged copy of a module (``.module``, eval mode, no gradients)."""
+
+    def __init__(self, model: nn.Module, halflife_images: float, rampup_ratio: float | None = 0.05) -> None:
+        if not halflife_images > 0:
+            raise InputError(f"--ema-halflife-images {halflife_images} must be > 0")
+        if rampup_ratio is not None and not rampup_ratio > 0:
+            raise InputError(f"--ema-rampup-ratio {rampup_ratio} must be > 0 (or None to disable)")
+        self.halflife_images = float(halflife_images)
+        self.rampup_ratio = rampup_ratio
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def beta(self, images: int, batch: int) -> float:
+        """Decay for a step that brought the count of images seen to ``images``."""
+        h = self.halflife_images
+        if self.rampup_ratio is not None:
+            h = min(h, images * self.rampup_ratio)
+        return 0.5 ** (batch / max(h, 1e-8))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, images: int, batch: int) -> float:
+        """Average ``model``'s parameters in (buffers are copied); returns the beta used."""
+        beta = self.beta(images, batch)
+        ema_params = list(self.module.parameters())
+        params = [p.detach() for p in model.parameters()]
+        if len(ema_params) != len(params):
+            raise RuntimeError("EMA: the model's parameters no longer match the averaged copy")
+        torch._foreach_lerp_(ema_params, params, 1.0 - beta)
+        for b_ema, b in zip(self.module.buffers(), model.buffers()):
+            b_ema.copy_(b)
+        return beta
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.module.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state)
