@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, settings
 
 settings.register_profile("mogsim", deadline=None, max_examples=40,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("thorough", deadline=None, max_examples=2000,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "mogsim"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

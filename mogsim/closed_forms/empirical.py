@@ -97,8 +97,12 @@ class EmpiricalDenoiser(ClosedFormDenoiser):
         return f"EmpiricalDenoiser(N={self.num_points}, sample_shape={self.sample_shape})"
 
     # -- public API -----------------------------------------------------------------------------------------------
+    @torch.no_grad()
     def log_density(self, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
-        """``log p_sigma(x)`` of the noise-smoothed empirical distribution, shape (B,)."""
+        """``log p_sigma(x)`` of the noise-smoothed empirical distribution, shape (B,).
+
+        A value, not a graph: it is computed without autograd; its gradient is :meth:`score`.
+        """
         flat, sig = self._prepare(x, sigma)
         _, log_z = self._posterior(flat, sig)
         d = self.dim
@@ -140,6 +144,7 @@ class EmpiricalDenoiser(ClosedFormDenoiser):
             self._prepared[key] = (centred, sq_norms, mean64.to(dtype))
         return self._prepared[key]  # type: ignore[return-value]
 
+    @torch.no_grad()
     def _denoise_flat(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         denoised, _ = self._posterior(x, sigma)
         return denoised.to(x.dtype)
@@ -147,60 +152,78 @@ class EmpiricalDenoiser(ClosedFormDenoiser):
     def _chunk(self, batch: int) -> int:
         if self.chunk_size is not None:
             return self.chunk_size
-        return max(256, (1 << 23) // max(1, batch))
+        return max(256, (1 << 24) // max(1, batch))
 
     def _posterior(self, x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean (B, d) and log-normaliser ``logsumexp_i(-||x - y_i||^2 / (2 sigma^2))`` (B,)."""
         cd = self._compute_dtype(x)
         yc, ysq, mean = self._data_for(cd, x.device)
-        d = yc.shape[1]
-        unit = torch.finfo(cd).eps / 2
-        # probabilistic bound on the rounding error of the expansion, per unit of (|x|^2 + |y|^2)
-        err_per_norm = (2.0 * math.sqrt(d) + 8.0) * unit
-        tol = 64.0 * unit
-
+        bound = _ErrorBound(cd, yc.shape[1])
+        refined = 0
         with exact_float32_matmul():
             xc = x.to(cd) - mean
             xsq = (xc * xc).sum(dim=1, keepdim=True)
             inv = 1.0 / (2.0 * sigma.to(cd) ** 2)
+            # per-query bound on any pair's logit error: it widens the band of pairs whose weight can matter
+            widest = bound.per_norm * (xsq + ysq.max()) * inv
             batch = xc.shape[0]
             run_max = torch.full((batch, 1), -math.inf, dtype=cd, device=x.device)
-            lower = torch.full((batch, 1), -math.inf, dtype=cd, device=x.device)
             norm = torch.zeros((batch, 1), dtype=cd, device=x.device)
-            acc = torch.zeros((batch, d), dtype=cd, device=x.device)
-            refined = 0
+            acc = torch.zeros((batch, yc.shape[1]), dtype=cd, device=x.device)
             step = self._chunk(batch)
             for j0 in range(0, self.num_points, step):
                 yj, ysqj = yc[j0:j0 + step], ysq[j0:j0 + step]
-                norms = xsq + ysqj
-                dist = torch.clamp_min(norms - 2.0 * (xc @ yj.T), 0.0)
-                logit = -dist * inv
-                err = err_per_norm * norms * inv
-                lower = torch.maximum(lower, (logit - err).amax(dim=1, keepdim=True))
-                need = (err > tol) & (norms > CANCELLATION * dist) & (logit + err >= lower - TAIL)
-                refined += self._refine(logit, need, xc, yj, inv)
-                new_max = torch.maximum(run_max, logit.amax(dim=1, keepdim=True))
+                dist = torch.addmm(ysqj, xc, yj.T, alpha=-2.0).add_(xsq)  # ~ ||x - y||^2 by expansion
+                nearest = dist.amin(dim=1, keepdim=True).clamp_min_(0.0)
+                # a row can only lose accuracy to cancellation if some pair has dist << |x|^2 + |y|^2
+                rows = (CANCELLATION * nearest < xsq + ysqj.max()).nonzero()[:, 0]
+                logit = dist.clamp_min_(0.0).mul_(-inv)
+                new_max = torch.maximum(run_max, -nearest * inv)
+                if rows.numel():
+                    refined += _refine(logit, rows, xc, xsq, yj, ysqj, inv, new_max - widest - TAIL, bound)
+                    new_max = torch.maximum(run_max, logit.amax(dim=1, keepdim=True))
                 rescale = torch.exp(run_max - new_max)
-                weights = torch.exp(logit - new_max)
-                norm = norm * rescale + weights.sum(dim=1, keepdim=True)
-                acc = acc * rescale + weights @ yj
+                weights = logit.sub_(new_max).exp_()
+                norm.mul_(rescale).add_(weights.sum(dim=1, keepdim=True))
+                acc.mul_(rescale).addmm_(weights, yj)
                 run_max = new_max
-            self.last_refined_pairs = refined
             denoised = acc / norm + mean
             log_z = run_max[:, 0] + torch.log(norm[:, 0])
+        self.last_refined_pairs = refined
         return denoised, log_z
 
-    @staticmethod
-    def _refine(logit: torch.Tensor, need: torch.Tensor, xc: torch.Tensor, yj: torch.Tensor,
-                inv: torch.Tensor) -> int:
-        """Overwrite ``logit`` at the pairs in ``need`` with values from explicit differences; return their count."""
-        pairs = need.nonzero()
-        count = int(pairs.shape[0])
-        if count == 0:
-            return 0
-        per_block = max(1, (1 << 24) // max(1, xc.shape[1]))
-        for p0 in range(0, count, per_block):
-            qi, pj = pairs[p0:p0 + per_block, 0], pairs[p0:p0 + per_block, 1]
-            diff = xc[qi] - yj[pj]
-            logit[qi, pj] = -(diff * diff).sum(dim=1) * inv[qi, 0]
-        return count
+
+class _ErrorBound:
+    """Rounding-error model of the expansion distance ``|x|^2 - 2 x.y + |y|^2`` in a given dtype.
+
+    ``per_norm``: error per unit of ``|x|^2 + |y|^2`` (a probabilistic bound, ``(2 sqrt(d) + 8) u``);
+    ``tol``: logit errors below this (64 ulps of 1) are left alone.
+    """
+
+    def __init__(self, dtype: torch.dtype, d: int) -> None:
+        unit = torch.finfo(dtype).eps / 2
+        self.per_norm = (2.0 * math.sqrt(d) + 8.0) * unit
+        self.tol = 64.0 * unit
+
+
+def _refine(logit: torch.Tensor, rows: torch.Tensor, xc: torch.Tensor, xsq: torch.Tensor, yj: torch.Tensor,
+            ysqj: torch.Tensor, inv: torch.Tensor, threshold: torch.Tensor, bound: _ErrorBound) -> int:
+    """Recompute from explicit differences the logits (in place) of the pairs in ``rows`` that need it.
+
+    A pair needs it when its expansion shows cancellation (``|x|^2 + |y|^2 > CANCELLATION * dist``), its error
+    bound exceeds the tolerance, and its weight can matter (logit plus error bound above ``threshold``, the
+    query's best logit less the error band and ``TAIL``). Returns the number of pairs recomputed.
+    """
+    sub = logit[rows]
+    inv_r = inv[rows]
+    norms = xsq[rows] + ysqj
+    err = bound.per_norm * norms * inv_r
+    need = (norms * inv_r > -CANCELLATION * sub) & (err > bound.tol) & (sub + err >= threshold[rows])
+    pairs = need.nonzero()
+    count = int(pairs.shape[0])
+    per_block = max(1, (1 << 24) // max(1, xc.shape[1]))
+    for p0 in range(0, count, per_block):
+        qi, pj = rows[pairs[p0:p0 + per_block, 0]], pairs[p0:p0 + per_block, 1]
+        diff = xc[qi] - yj[pj]
+        logit[qi, pj] = -(diff * diff).sum(dim=1) * inv[qi, 0]
+    return count
