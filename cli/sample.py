@@ -37,10 +37,37 @@ class Solver(str, enum.Enum):
     euler = "euler"
 
 
+ARRAY_SUFFIXES = (".npy", ".npz", ".pt")
+
+
+def load_training_set(path: Path, n: Optional[int], subset_seed: int) -> tuple[torch.Tensor, Optional[np.ndarray]]:
+    """Training points (float64) and, for CIFAR-10, the subset indices used.
+
+    ``.npy``/``.npz``/``.pt`` files are arrays of shape (N, ...); anything else is read as CIFAR-10 by
+    :func:`mogsim.data.load_cifar10` (official archive, EDM zip or folder, class folders) and scaled to [-1, 1].
+    ``n`` keeps a seeded nested subset of that size (class-balanced for CIFAR-10).
+    """
+    if n is not None and n < 1:
+        raise InputError(f"--n {n}: pass a subset size >= 1 (or leave it out to use every training point)")
+    if not path.exists():
+        raise InputError(f"--data {path}: no such file or folder; pass an array file or a CIFAR-10 location")
+    if path.suffix.lower() in ARRAY_SUFFIXES:
+        data, labels = load_array(path), None
+    else:
+        from mogsim.data import images_to_tensor, load_cifar10
+
+        images, labels = load_cifar10(path, split="train")
+        data = images_to_tensor(images, dtype=torch.float64)
+    if n is None:
+        return data, None
+    from mogsim.data import subset_indices
+
+    idx = subset_indices(data.shape[0], n, subset_seed, labels=labels, balanced=labels is not None)
+    return data[torch.from_numpy(idx)], idx
+
+
 def load_array(path: Path) -> torch.Tensor:
     """Training points from ``.npy``, ``.npz`` (key ``data``, ``x`` or the only array) or ``.pt`` (a tensor)."""
-    if not path.exists():
-        raise InputError(f"--data {path}: no such file; pass a .npy, .npz or .pt file of shape (N, ...)")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
@@ -52,10 +79,8 @@ def load_array(path: Path) -> torch.Tensor:
                 if key is None:
                     raise InputError(f"--data {path}: holds arrays {keys}; name the training set 'data'")
                 arr = z[key]
-        elif suffix == ".pt":
-            arr = torch.load(path, map_location="cpu", weights_only=True)
         else:
-            raise InputError(f"--data {path}: unknown file type {suffix!r}; use .npy, .npz or .pt")
+            arr = torch.load(path, map_location="cpu", weights_only=True)
     except InputError:
         raise
     except Exception as exc:  # corrupt files: numpy/torch raise many types
@@ -67,9 +92,9 @@ def load_array(path: Path) -> torch.Tensor:
     return tensor.to(torch.float64)
 
 
-def run_sample(model: Model, *, data: Optional[Path], dim: int, components: int, rank: int, mix_seed: int,
-               noise_std: float, seeds: list[int], steps: int, sigma_min: float, sigma_max: float, rho: float,
-               solver: Solver, device: str, dtype: str, batch: int, out: Path) -> dict[str, Any]:
+def run_sample(model: Model, *, data: Optional[Path], n: Optional[int], subset_seed: int, dim: int,
+               components: int, rank: int, mix_seed: int, noise_std: float, seeds: list[int], steps: int,
+               sigma_min: float, sigma_max: float, rho: float, solver: Solver, device: str, dtype: str, batch: int, out: Path) -> dict[str, Any]:
     """Build the closed form, sample it on per-seed noise and write ``samples.npz`` and ``meta.json``."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
@@ -79,16 +104,17 @@ def run_sample(model: Model, *, data: Optional[Path], dim: int, components: int,
     config: dict[str, Any] = {"model": model.value, "seeds": [seeds[0], seeds[-1], len(seeds)], "steps": steps,
                               "sigma_min": sigma_min, "sigma_max": sigma_max, "rho": rho, "solver": solver.value,
                               "dtype": str(dt).replace("torch.", ""), "batch": batch}
+    subset = None
     if model is Model.molrg:
         denoiser: Any = MoLRG.random(dim, components, rank, seed=mix_seed, noise_std=noise_std)
         config.update(denoiser.config(), mix_seed=mix_seed)
         train = None
     else:
         if data is None:
-            raise InputError("--model empirical needs --data FILE (a .npy, .npz or .pt array of shape (N, ...))")
-        train = load_array(data)
+            raise InputError("--model empirical needs --data (a .npy/.npz/.pt array of shape (N, ...) or CIFAR-10)")
+        train, subset = load_training_set(data, n, subset_seed)
         denoiser = EmpiricalDenoiser(train.to(dev))
-        config.update(data=str(data), num_points=denoiser.num_points)
+        config.update(data=str(data), num_points=denoiser.num_points, subset_seed=subset_seed if n else None)
     out = ensure_writable_dir(out)
 
     shape = denoiser.sample_shape
@@ -115,8 +141,10 @@ def run_sample(model: Model, *, data: Optional[Path], dim: int, components: int,
         resid = denoiser.subspace_residual(samples)
         summary.update(subspace_tolerance=SUBSPACE_TOL,
                        fraction_on_subspace=float((resid < SUBSPACE_TOL).double().mean()))
-    write_npz(out / "samples.npz", samples=samples.numpy(), seeds=np.asarray(seeds, dtype=np.int64),
-              sigmas=sigmas.numpy())
+    arrays = {"samples": samples.numpy(), "seeds": np.asarray(seeds, dtype=np.int64), "sigmas": sigmas.numpy()}
+    if train is not None and subset is not None:
+        arrays["subset_indices"] = subset
+    write_npz(out / "samples.npz", **arrays)
     meta = {"config": config, "summary": summary, "provenance": provenance(dev)}
     write_json(out / "meta.json", meta)
     return meta
@@ -125,7 +153,12 @@ def run_sample(model: Model, *, data: Optional[Path], dim: int, components: int,
 def sample_command(
     model: Model = typer.Option(Model.molrg, help="Closed form to sample: a random MoLRG or the empirical "
                                 "distribution of --data."),
-    data: Optional[Path] = typer.Option(None, help="Training set for --model empirical: .npy/.npz/.pt of (N, ...)."),
+    data: Optional[Path] = typer.Option(None, help="Training set for --model empirical: a .npy/.npz/.pt array of "
+                                        "shape (N, ...), or CIFAR-10 (official archive, EDM zip/folder, class "
+                                        "folders), scaled to [-1, 1]."),
+    n: Optional[int] = typer.Option(None, "--n", help="Keep a seeded nested subset of N training points "
+                                    "(class-balanced for CIFAR-10)."),
+    subset_seed: int = typer.Option(0, help="Seed of the --n subset."),
     dim: int = typer.Option(48, help="MoLRG ambient dimension n."),
     components: int = typer.Option(2, help="MoLRG number of components K."),
     rank: int = typer.Option(4, help="MoLRG rank r of every component."),
@@ -144,7 +177,7 @@ def sample_command(
 ) -> None:
     """Draw samples from a closed-form optimal denoiser with the deterministic EDM sampler."""
     seed_list = parse_seeds(seeds)
-    meta = run_sample(model, data=data, dim=dim, components=components, rank=rank, mix_seed=mix_seed,
+    meta = run_sample(model, data=data, n=n, subset_seed=subset_seed, dim=dim, components=components, rank=rank, mix_seed=mix_seed,
                       noise_std=noise_std, seeds=seed_list, steps=steps, sigma_min=sigma_min,
                       sigma_max=sigma_max, rho=rho, solver=solver, device=device, dtype=dtype, batch=batch,
                       out=out)
