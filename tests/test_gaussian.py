@@ -74,3 +74,12 @@ def test_bad_covariance():
         GaussianDenoiser(torch.zeros(2), torch.tensor([[1.0, 0.5], [0.0, 1.0]]))
     with pytest.raises(InputError, match="negative eigenvalue"):
         GaussianDenoiser(torch.zeros(2), -torch.eye(2))
+
+
+def test_python_lists_keep_float64_precision():
+    """Lists go through float64, not torch's float32 default (a bug found by the theory checks)."""
+    g = GaussianDenoiser([0.1], [[0.7]])
+    assert g.mean.item() == 0.1
+    x = torch.tensor([[0.3]], dtype=torch.float64)
+    exact = 0.1 + 0.7 / (0.7 + 0.25) * (0.3 - 0.1)
+    assert abs(g(x, 0.5).item() - exact) < 1e-15

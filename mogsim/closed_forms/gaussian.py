@@ -19,11 +19,9 @@ from ..errors import InputError
 
 
 def _tensor64(value: Any, name: str) -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(value)
     if not isinstance(value, torch.Tensor):
-        try:
-            value = torch.as_tensor(value)
+        try:  # through numpy float64: torch.as_tensor would round Python floats to float32 first
+            value = torch.from_numpy(np.asarray(value, dtype=np.float64))
         except (TypeError, ValueError):
             raise InputError(f"{name} must be an array or tensor of numbers") from None
     value = value.to(torch.float64)
