@@ -1,19 +1,20 @@
 """Named network configurations, built from a name plus overrides, and parameter counts.
 
-=============  ======================================================================  ==========
+=============  ======================================================================  ============
 name           configuration (DDPM++ UNet unless noted)                                parameters
-=============  ======================================================================  ==========
-unet-256       width 256, channel_mult (2,2,2), 4 blocks/level, attention at 16x16     222.7M
-unet-128       width 128, as above (EDM's CIFAR-10 DDPM++; EDM: 55.7M)                 55.73M
-unet-64        width 64, as above (paper 1's smallest; EDM's code gives 13.96M)        13.96M
-unet-small     width 64, channel_mult (1,2,2), 2 blocks/level, attention at 16x16      3.26M
-unet-tiny      width 32, channel_mult (1,2,2), 1 block/level, attention at 16x16       0.66M
-unet-vector    vectors (B, n) reshaped to image_shape (default 3x4x4 for n = 48);       1.42M
-               width 64, channel_mult (1,2), 2 blocks, attention at 2x2
-mlp            vectors (B, n): width 256, depth 4 (n = 48: 0.57M)                      0.57M
-=============  ======================================================================  ==========
+=============  ======================================================================  ============
+unet-256       width 256, channel_mult (2,2,2), 4 blocks/level, attention at 16x16     222,745,603
+unet-128       width 128, as above: EDM's CIFAR-10 DDPM++ (EDM reports 55.7M)         55,732,739
+unet-64        width 64, as above (EDM's code gives 13.96M)                            13,956,355
+unet-small     width 64, channel_mult (1,2,2), 2 blocks/level, attention at 16x16      6,989,891
+unet-tiny      width 32, channel_mult (1,2,2), 1 block/level, attention at 16x16       1,260,547
+unet-vector    vectors (B, n) reshaped to ``image_shape`` (default 3x4x4, n = 48);     4,115,011
+               width 64, channel_mult (1,2), 2 blocks/level, attention at 2x2
+mlp            vectors (B, n): width 256, depth 4                                      682,800
+=============  ======================================================================  ============
 
-Counts are for CIFAR-sized inputs (3x32x32) or n = 48. Every config accepts overrides, e.g.
+Counts are for CIFAR-sized inputs (3x32x32) or n = 48. Dropout is 0 in every config (the authors trained with
+0.13: pass ``dropout=0.13``). Every config accepts overrides, e.g.
 ``build_network("unet-64", dropout=0.13)`` or ``build_network("unet-tiny", sample_shape=(3, 4, 4),
 channel_mult=(1, 2), attn_resolutions=(2,))``. :func:`network_config` returns the resolved keyword arguments, which
 :func:`build_from_config` turns back into the same network (checkpoints store it).

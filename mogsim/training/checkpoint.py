@@ -96,7 +96,7 @@ def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
     npst = state["numpy"]
     np.random.set_state({"bit_generator": npst["bit_generator"],
-                         "state": {"key": npst["key"].numpy().astype(np.uint32), "pos": npst["pos"]},
+                         "state": {"key": npst["key"].cpu().numpy().astype(np.uint32), "pos": npst["pos"]},
                          "has_gauss": npst["has_gauss"], "gauss": npst["gauss"]})
     torch.set_rng_state(state["torch_cpu"].cpu())
     if device.type == "cuda" and "torch_cuda" in state:
@@ -117,7 +117,7 @@ def load_trained_denoiser(path: str | os.PathLike, *, ema: bool = True, device: 
     if p.is_dir():
         found = latest_checkpoint(p)
         if found is None:
-            raise InputError(f"run folder {p}: has no {CHECKPOINT_DIR}/ckpt-*.pt; train it first")
+            raise InputError(f"run folder {p}: has no checkpoints ({CHECKPOINT_DIR}/ckpt-*.pt); train it first")
         p = found
     ckpt = load_checkpoint(p)
     net = build_from_config(ckpt["net_config"])

@@ -40,15 +40,18 @@ class DataOrder:
                 self._cache.popitem(last=False)
         return perm
 
+    def stream(self, start: int, count: int) -> np.ndarray:
+        """Item indices at stream positions ``[start, start + count)`` (int64)."""
+        out = np.empty(count, dtype=np.int64)
+        n = self.num_items
+        for epoch in range(start // n, (start + count - 1) // n + 1):
+            lo, hi = max(start, epoch * n), min(start + count, (epoch + 1) * n)
+            out[lo - start:hi - start] = self.permutation(epoch)[lo - epoch * n:hi - epoch * n]
+        return out
+
     def batch_indices(self, step: int, batch: int) -> np.ndarray:
         """Item indices of global batch ``step`` (length ``batch``)."""
-        pos = np.arange(step * batch, (step + 1) * batch, dtype=np.int64)
-        epochs, offsets = np.divmod(pos, self.num_items)
-        out = np.empty(batch, dtype=np.int64)
-        for e in np.unique(epochs):
-            sel = epochs == e
-            out[sel] = self.permutation(int(e))[offsets[sel]]
-        return out
+        return self.stream(step * batch, batch)
 
     def state(self, step: int, batch: int) -> dict[str, Any]:
         """Where the stream stands before step ``step``: epoch and offset into it (recorded in checkpoints)."""

@@ -1,7 +1,8 @@
 """Multi-process data parallelism (torch.distributed), launched with ``torchrun``.
 
-``torchrun --nproc_per_node=G ...`` sets RANK, WORLD_SIZE and LOCAL_RANK; :func:`setup_distributed` reads them,
-joins the process group (NCCL on CUDA, gloo on CPU) and picks ``cuda:LOCAL_RANK``. Every rank holds the whole
+``torchrun --standalone --nproc_per_node=G -- $(which mogsim) train ...`` sets RANK, WORLD_SIZE and LOCAL_RANK;
+:func:`setup_distributed` reads them, joins the process group (NCCL on CUDA, gloo on CPU) and picks
+``cuda:LOCAL_RANK``. Every rank holds the whole
 (small) training set and computes the same global batch indices and noise; rank r trains on the r-th of
 ``WORLD_SIZE`` equal slices, DDP averages the gradients, and only rank 0 writes files.
 """

@@ -43,6 +43,7 @@ CHECKPOINT_FORMAT = "mogsim-train-checkpoint"
 LOG_FIELDS = ("step", "images", "epoch", "loss", "lr", "grad_norm", "images_per_s", "wall_s")
 _NOISE_TAG = 0x6E6F_6973
 _DROPOUT_TAG = 0x6472_6F70
+_INDEX_CHUNK_STEPS = 256
 
 
 class TrainingDiverged(RuntimeError):
@@ -144,6 +145,7 @@ class Trainer:
             self.model = DDP(self.step_module, device_ids=[device] if device.type == "cuda" else None)
         torch.manual_seed(derive_seed(config.seed, self.ctx.rank, _DROPOUT_TAG))  # dropout stream, per rank
         self.order = DataOrder(self.num_items, config.seed)
+        self._index_chunk: tuple[int, torch.Tensor | None] = (0, None)
         self.step = 0
 
     # --- one step ---------------------------------------------------------------------------------------------
@@ -151,12 +153,12 @@ class Trainer:
         """This rank's (clean y, sigma, noise) of global batch ``step``."""
         cfg, dev = self.config, self.device
         b, lo = self.local_batch, self.ctx.rank * self.local_batch
-        idx = self.order.batch_indices(step, cfg.batch)[lo:lo + b]
+        idx = self._global_indices(step)[lo:lo + b]
         gen = torch.Generator(device=dev)
         gen.manual_seed(derive_seed(cfg.seed, step, _NOISE_TAG))
         sigma = self.loss.sample_sigma(cfg.batch, gen, dev)[lo:lo + b]
         noise = torch.randn((cfg.batch, *self.sample_shape), generator=gen, device=dev)[lo:lo + b]
-        y = self.data[torch.from_numpy(idx).to(dev)]
+        y = self.data[idx]
         y = y.float().div_(127.5).sub_(1.0) if y.dtype == torch.uint8 else y.float()
         if cfg.xflip:
             flip = (torch.rand(cfg.batch, generator=gen, device=dev) < 0.5)[lo:lo + b]
@@ -165,6 +167,16 @@ class Trainer:
             y = y.contiguous(memory_format=torch.channels_last)
             noise = noise.contiguous(memory_format=torch.channels_last)
         return y, sigma, noise
+
+    def _global_indices(self, step: int) -> torch.Tensor:
+        """Global batch ``step``'s item indices, on the device. The index stream is uploaded for
+        ``_INDEX_CHUNK_STEPS`` steps at a time, so that steps do not wait on a host-to-device copy."""
+        start, chunk = self._index_chunk
+        if chunk is None or not start <= step < start + chunk.shape[0]:
+            batch = self.config.batch
+            arr = self.order.stream(step * batch, _INDEX_CHUNK_STEPS * batch).reshape(_INDEX_CHUNK_STEPS, batch)
+            self._index_chunk = start, chunk = step, torch.from_numpy(arr).to(self.device)
+        return chunk[step - start]
 
     def forward_backward(self, step: int) -> torch.Tensor:
         """Zero the gradients, compute step ``step``'s loss on this rank's slice and backpropagate (DDP averages
@@ -252,10 +264,17 @@ class Trainer:
 
         Returns a summary (steps, images, last logged loss, mean images/s, wall time).
         """
-        cfg, rt = self.config, self.runtime
-        dev = self.device
         run_dir = Path(run_dir) if run_dir is not None else None
         log = _CsvLog(run_dir / "log.csv", self.step) if (run_dir is not None and self.ctx.is_main) else None
+        try:
+            return self._fit(total_steps, run_dir, log, show_progress)
+        finally:
+            if log is not None:
+                log.close()
+
+    def _fit(self, total_steps: int, run_dir: Path | None, log: "_CsvLog | None",
+             show_progress: bool) -> dict[str, Any]:
+        cfg, rt, dev = self.config, self.runtime, self.device
         loss_acc = torch.zeros((), device=dev, dtype=torch.float64)
         norm_acc = torch.zeros((), device=dev, dtype=torch.float64)
         first_bad = torch.full((), -1, device=dev, dtype=torch.int64)
@@ -297,7 +316,7 @@ class Trainer:
                 t_last, step_last = time.perf_counter(), done
         wall = time.perf_counter() - t_start
         return {"steps": self.step, "images": self.step * cfg.batch, "steps_this_launch": self.step - start_step,
-                "final_loss": last_loss, "wall_s": wall,
+                "final_loss": last_loss if math.isfinite(last_loss) else None, "wall_s": wall,
                 "images_per_s": (self.step - start_step) * cfg.batch / max(wall, 1e-9)}
 
     def _reduce(self, loss_acc: torch.Tensor, norm_acc: torch.Tensor, count: int,
@@ -335,7 +354,5 @@ class _CsvLog:
         self._writer.writerow({k: (f"{v:.7g}" if isinstance(v, float) else v) for k, v in row.items()})
         self._fh.flush()
 
-    def __del__(self) -> None:
-        fh = getattr(self, "_fh", None)
-        if fh is not None:
-            fh.close()
+    def close(self) -> None:
+        self._fh.close()

@@ -1,18 +1,19 @@
 """Run folders: resolved config, resume-or-refuse logic, and the one function that trains a run end to end.
 
-A run folder holds ``config.json`` (what was trained, on what data, with which budget, runtime and provenance),
-``log.csv``, ``checkpoints/ckpt-<step>.pt`` and ``summary.json`` (plus the subset file the CLI writes). Pointing a
-new launch at the same folder resumes from its newest checkpoint if the ``train`` and ``data`` sections match;
-otherwise it is refused unless ``force``, which starts the run over (the folder's run files are deleted). The
-budget may differ: the trajectory does not depend on it, so a finished run can be extended.
+A run folder holds ``config.json`` (what was trained, on what data, with which budget, runtime and provenance,
+plus one entry per launch), ``log.csv``, ``checkpoints/ckpt-<step>.pt`` and ``summary.json`` (plus the subset file
+the CLI writes). Pointing a new launch at the same folder resumes from its newest checkpoint if the ``train`` and
+``data`` sections match; otherwise it is refused unless ``force``, which starts the run over (the folder's run files
+are deleted). The budget may differ: the trajectory does not depend on it, so a finished run can be extended.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -50,6 +51,13 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     for section in _COMPARED:
         walk(old.get(section, {}), new.get(section, {}), (section,))
     return diffs
+
+
+def data_fingerprint(data: torch.Tensor) -> str:
+    """SHA-256 of the training tensor's dtype, shape and bytes: a resume must see the very same data."""
+    h = hashlib.sha256(f"{data.dtype}{tuple(data.shape)}".encode())
+    h.update(data.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
@@ -107,15 +115,18 @@ def run_record(config: TrainConfig, budget: Budget, runtime: RuntimeOptions, dat
 def train_run(config: TrainConfig, data: torch.Tensor, budget: Budget, out: str | os.PathLike, *,
               data_record: dict[str, Any] | None = None, runtime: RuntimeOptions | None = None,
               ctx: DistContext | None = None, force: bool = False, extra_files: tuple[str, ...] = (),
-              show_progress: bool = True) -> dict[str, Any]:
+              on_prepared: Callable[[Path], None] | None = None, show_progress: bool = True) -> dict[str, Any]:
     """Train ``config`` on ``data`` into run folder ``out`` (resuming if it holds the same run); every rank calls
-    it. Returns the summary that is also written to ``summary.json``."""
+    it. ``on_prepared(run_dir)`` runs on rank 0 once the folder passed its checks (e.g. to write the subset
+    record). Returns the summary that is also written to ``summary.json``."""
     runtime = runtime or RuntimeOptions()
     ctx = ctx or DistContext()
     num_items = int(data.shape[0])
     data_record = dict(data_record or {})
     data_record.setdefault("num_items", num_items)
     data_record.setdefault("sample_shape", list(data.shape[1:]))
+    data_record.setdefault("dtype", str(data.dtype).replace("torch.", ""))
+    data_record["sha256"] = data_fingerprint(data)
     total = budget.total_steps(config.batch, num_items)
     trainer = Trainer(config, data, runtime=runtime, ctx=ctx)
     record = run_record(config, budget, runtime, data_record, ctx, num_items, trainer.num_parameters)
@@ -123,7 +134,16 @@ def train_run(config: TrainConfig, data: torch.Tensor, budget: Budget, out: str 
     if ctx.is_main:
         try:
             found = prepare_run_dir(out, record, force=force, extra_files=extra_files)
-            write_json(Path(out) / CONFIG_FILE, record)
+            cfg_path = Path(out) / CONFIG_FILE
+            launches = json.loads(cfg_path.read_text()).get("launches", []) if cfg_path.exists() else []
+            record["launches"] = launches + [{
+                "started_utc": record["provenance"]["created_utc"], "command": record["provenance"]["command"],
+                "git_commit": record["provenance"]["git_commit"], "budget_steps": record["budget"]["steps"],
+                "device": str(ctx.device), "world_size": ctx.world_size,
+                "resumed_from": found.name if found is not None else None}]
+            write_json(cfg_path, record)
+            if on_prepared is not None:
+                on_prepared(Path(out))
             message = ("ok", str(found) if found is not None else None)
         except InputError as exc:
             message = ("error", str(exc))
@@ -136,7 +156,7 @@ def train_run(config: TrainConfig, data: torch.Tensor, budget: Budget, out: str 
     summary = trainer.fit(total, out, show_progress=show_progress)
     summary.update(resumed_from=resume, total_steps=total, parameters=trainer.num_parameters,
                    budget=record["budget"])
-    if ctx.is_main:
-        write_json(Path(out) / SUMMARY_FILE, summary)
+    if ctx.is_main and (summary["steps_this_launch"] > 0 or not (Path(out) / SUMMARY_FILE).exists()):
+        write_json(Path(out) / SUMMARY_FILE, summary)  # a launch with nothing left to do keeps the old summary
     ctx.barrier()
     return summary

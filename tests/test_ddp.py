@@ -1,0 +1,119 @@
+"""Two-process DDP on CPU (gloo), launched like torchrun (RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT).
+
+Each rank trains on its half of every global batch; the averaged gradients must equal the single-process gradients
+on the whole batch, and only rank 0 may write the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from mogsim.nets import network_config
+from mogsim.errors import InputError
+from mogsim.training import (Budget, DistContext, TrainConfig, Trainer, latest_checkpoint, load_checkpoint,
+                             setup_distributed, train_run)
+
+SETUP = """
+import torch
+from mogsim.nets import network_config
+from mogsim.training import Budget, RuntimeOptions, TrainConfig
+torch.set_num_threads(1)
+CFG = TrainConfig(net=network_config("unet-tiny", (3, 8, 8), model_channels=16, channel_mult=(1, 2),
+                                     attn_resolutions=(4,)), precond="edm", batch=8, lr=1e-3, lr_warmup_images=16)
+DATA = torch.randint(0, 256, (6, 3, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+RUNTIME = RuntimeOptions(progress="none", log_every=1, checkpoint_every=2)
+"""
+
+WORKER = SETUP + """
+import sys
+from pathlib import Path
+from mogsim.training import Trainer, cleanup_distributed, setup_distributed, train_run
+
+out = Path(sys.argv[1])
+ctx = setup_distributed("cpu")
+trainer = Trainer(CFG, DATA, runtime=RUNTIME, ctx=ctx)
+trainer.forward_backward(0)
+torch.save({n: p.grad for n, p in trainer.net.named_parameters()}, out / f"grads{ctx.rank}.pt")
+del trainer
+train_run(CFG, DATA, Budget("steps", 3), out / "run", runtime=RUNTIME, ctx=ctx, show_progress=False)
+cleanup_distributed(ctx)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_two_process_gloo_matches_single_process(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(WORKER))
+    port = _free_port()
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    for p in procs:
+        try:
+            outputs.append(p.communicate(timeout=300)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail("DDP workers timed out")
+    assert all(p.returncode == 0 for p in procs), "\n".join(outputs)
+
+    ns: dict = {}
+    exec(textwrap.dedent(SETUP), ns)  # the very same config and data, single process
+    single = Trainer(ns["CFG"], ns["DATA"], runtime=ns["RUNTIME"])
+    single.forward_backward(0)
+    g0 = torch.load(tmp_path / "grads0.pt")
+    g1 = torch.load(tmp_path / "grads1.pt")
+    for name, p in single.net.named_parameters():
+        assert torch.equal(g0[name], g1[name]), name  # DDP leaves every rank with the same averaged gradient
+        assert torch.allclose(g0[name], p.grad, rtol=1e-5, atol=1e-6), name
+
+    # The run folder: written once (by rank 0), recording the world size; weights close to a 1-process run.
+    run = tmp_path / "run"
+    record = json.loads((run / "config.json").read_text())
+    assert record["runtime"]["world_size"] == 2
+    ddp_state = load_checkpoint(latest_checkpoint(run))
+    assert ddp_state["step"] == 3 and len(ddp_state["rng"]) == 2
+    train_run(ns["CFG"], ns["DATA"], Budget("steps", 3), tmp_path / "single", runtime=ns["RUNTIME"],
+              show_progress=False)
+    one_state = load_checkpoint(latest_checkpoint(tmp_path / "single"))
+    for name, w in one_state["net"].items():
+        assert torch.allclose(ddp_state["net"][name], w, atol=1e-4), name
+
+
+def test_batch_must_split_evenly_over_processes():
+    cfg = TrainConfig(net=network_config("unet-tiny", (3, 8, 8), channel_mult=(1, 2), attn_resolutions=(4,)),
+                      batch=9)
+    data = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(InputError, match="divisible by the number of processes"):
+        Trainer(cfg, data, ctx=DistContext(world_size=2))
+
+
+def test_single_process_without_torchrun_env(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    ctx = setup_distributed("cpu")
+    assert ctx.world_size == 1 and ctx.is_main and not ctx.distributed and ctx.device.type == "cpu"

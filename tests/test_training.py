@@ -1,0 +1,292 @@
+"""Training engine: budgets, data order, losses, EMA, overfitting, exact resume, divergence, run folders."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mogsim.errors import InputError
+from mogsim.nets import network_config
+from mogsim.training import (EMA, Budget, DataOrder, EDMLoss, RuntimeOptions, TrainConfig, Trainer,
+                             TrainingDiverged, VPLoss, latest_checkpoint, list_checkpoints, load_checkpoint,
+                             load_trained_denoiser, per_sample_loss, resolve_budget, train_run)
+from mogsim.training.loop import float32_mode
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPE = (3, 8, 8)
+
+
+def tiny_net(**kw) -> dict:
+    kw = {"channel_mult": (1, 2), "attn_resolutions": (4,), "model_channels": 16, **kw}
+    return network_config("unet-tiny", SHAPE, **kw)
+
+
+def tiny_config(**kw) -> TrainConfig:
+    base = dict(net=tiny_net(), precond="edm", batch=8, lr=2e-3, lr_warmup_images=16, ema_halflife_images=64)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def images(n: int = 6, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, *SHAPE), generator=g, dtype=torch.uint8)
+
+
+QUIET = RuntimeOptions(progress="none", log_every=1, checkpoint_every=2, keep_checkpoints=0)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks gain nothing from intra-op threads, and on a busy machine their barriers cost ~10 ms/op."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --- budget, data order, schedules ------------------------------------------------------------------------------
+
+def test_budget_needs_exactly_one_kind_and_resolves_all_three():
+    with pytest.raises(InputError, match="exactly one"):
+        resolve_budget()
+    with pytest.raises(InputError, match="exactly one"):
+        resolve_budget(steps=10, images=100)
+    with pytest.raises(InputError, match="positive"):
+        resolve_budget(epochs=0)
+    with pytest.raises(InputError, match="whole"):
+        resolve_budget(steps=1.5)
+    assert resolve_budget(images=1000).total_steps(batch=128, num_items=64) == 8  # rounds up
+    rec = resolve_budget(epochs=2).record(batch=128, num_items=640)
+    assert rec == {"kind": "epochs", "value": 2, "steps": 10, "images": 1280, "epochs": 2.0, "batch": 128}
+    assert Budget("steps", 7).total_steps(128, 10) == 7
+
+
+def test_data_order_is_seeded_per_epoch_and_crosses_epochs():
+    order = DataOrder(10, seed=3)
+    stream = np.concatenate([order.batch_indices(k, 4) for k in range(5)])  # 20 = two epochs
+    assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:]) == list(range(10))
+    assert not np.array_equal(stream[:10], stream[10:])
+    assert np.array_equal(DataOrder(10, 3).batch_indices(3, 4), order.batch_indices(3, 4))  # a function of step
+    assert not np.array_equal(DataOrder(10, 4).permutation(0), order.permutation(0))
+    big = DataOrder(3, 0).batch_indices(0, 8)  # batch larger than the set: several epochs in one batch
+    assert len(big) == 8 and sorted(big[:3]) == [0, 1, 2]
+    assert order.state(3, 4) == {"seed": 3, "num_items": 10, "epoch": 1, "offset": 2, "position": 12}
+
+
+def test_lr_warmup_and_ema_beta():
+    cfg = tiny_config(lr=1e-3, lr_warmup_images=32, batch=8)
+    assert [cfg.lr_at(k) for k in range(5)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+    assert tiny_config(lr_warmup_images=0).lr_at(0) == tiny_config().lr
+    ema = EMA(torch.nn.Linear(1, 1), halflife_images=100, rampup_ratio=None)
+    assert ema.beta(10, 100) == pytest.approx(0.5)
+    ramp = EMA(torch.nn.Linear(1, 1), halflife_images=1e6, rampup_ratio=0.5)
+    assert ramp.beta(200, 100) == pytest.approx(0.5)  # half-life capped at 0.5 * 200 images
+
+
+def test_ema_update_matches_formula():
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, halflife_images=100, rampup_ratio=None)
+    old = ema.module.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    beta = ema.update(model, images=1000, batch=100)
+    assert torch.allclose(ema.module.weight, beta * old + (1 - beta) * model.weight.detach())
+    assert not ema.module.weight.requires_grad
+
+
+# --- losses -----------------------------------------------------------------------------------------------------
+
+def test_loss_noise_distributions_and_weights():
+    g = torch.Generator().manual_seed(0)
+    s = EDMLoss().sample_sigma(200_000, g, torch.device("cpu"))
+    assert abs(s.log().mean().item() + 1.2) < 0.02 and abs(s.log().std().item() - 1.2) < 0.02
+    sig = torch.tensor([0.1, 0.5, 3.0])
+    assert torch.allclose(EDMLoss().weight(sig), (sig**2 + 0.25) / (sig * 0.5) ** 2)
+    v = VPLoss().sample_sigma(100_000, g, torch.device("cpu"))
+    from mogsim.conventions import VPSchedule
+    lo, hi = VPSchedule().sigma(torch.tensor(1e-5)), VPSchedule().sigma(torch.tensor(1.0))
+    assert v.min() >= lo * 0.999 and v.max() <= hi * 1.001
+    assert torch.allclose(VPLoss().weight(sig), 1 / sig**2)
+
+
+def test_per_sample_loss_formula():
+    y = torch.randn(3, 2, 2)
+    noise = torch.randn(3, 2, 2)
+    sigma = torch.tensor([0.2, 1.0, 4.0])
+    out = per_sample_loss(lambda x, s: 0.5 * x, EDMLoss(), y, sigma, noise)
+    d = 0.5 * (y + sigma.reshape(-1, 1, 1) * noise)
+    assert torch.allclose(out, EDMLoss().weight(sigma) * ((d - y) ** 2).mean(dim=(1, 2)))
+
+
+# --- the loop ---------------------------------------------------------------------------------------------------
+
+def test_tiny_unet_overfits_four_images():
+    torch.manual_seed(0)
+    data = torch.rand(4, *SHAPE) * 2 - 1
+    cfg = TrainConfig(net=tiny_net(), precond="edm", batch=32, lr=4e-3, lr_warmup_images=0, ema_halflife_images=1000)
+    trainer = Trainer(cfg, data, runtime=RuntimeOptions(progress="none", log_every=50))
+    g = torch.Generator().manual_seed(1)
+    y = data.repeat(8, 1, 1, 1)
+    sigma = torch.exp(torch.linspace(-1.6, 0.7, 32))  # fixed evaluation: sigma 0.2 .. 2, fixed noise
+    noise = torch.randn(y.shape, generator=g)
+
+    def evaluate() -> float:
+        with torch.no_grad():
+            return per_sample_loss(trainer.denoiser.denoise, trainer.loss, y, sigma, noise).mean().item()
+
+    before = evaluate()
+    trainer.fit(300, show_progress=False)
+    after = evaluate()
+    assert after < before / 10, (before, after)
+
+
+def _state(run: Path) -> dict:
+    return load_checkpoint(latest_checkpoint(run))
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert a["step"] == b["step"]
+    for key in ("net", "ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"
+    oa, ob = a["optimizer"]["state"], b["optimizer"]["state"]
+    for k in oa:
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(oa[k][name], ob[k][name])
+
+
+def _losses(run: Path) -> list[tuple[str, str]]:
+    with open(run / "log.csv", newline="") as fh:
+        return [(r["step"], r["loss"]) for r in csv.DictReader(fh)]
+
+
+def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, monkeypatch):
+    cfg = tiny_config(net=tiny_net(dropout=0.2), xflip=True)  # dropout and flips exercise every random stream
+    data = images()
+    full = train_run(cfg, data, Budget("steps", 5), tmp_path / "full", runtime=QUIET, show_progress=False)
+    assert full["steps"] == 5 and full["resumed_from"] is None
+
+    # A launch killed during step 3 (0-based; last checkpoint after 2 steps), then a resume to 5.
+    original = Trainer.train_step
+
+    def dying(self, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    monkeypatch.setattr(Trainer, "train_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, data, Budget("steps", 5), tmp_path / "cut", runtime=QUIET, show_progress=False)
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert [s for s, _ in list_checkpoints(tmp_path / "cut")] == [2]
+    assert _losses(tmp_path / "cut")[-1][0] == "3"  # a log row past the checkpoint, dropped on resume
+    resumed = train_run(cfg, data, Budget("steps", 5), tmp_path / "cut", runtime=QUIET, show_progress=False)
+    assert resumed["resumed_from"].endswith("ckpt-000000002.pt") and resumed["steps_this_launch"] == 3
+    launches = json.loads((tmp_path / "cut" / "config.json").read_text())["launches"]
+    assert [x["resumed_from"] for x in launches] == [None, "ckpt-000000002.pt"]
+    _assert_same_state(_state(tmp_path / "full"), _state(tmp_path / "cut"))
+    assert _losses(tmp_path / "full") == _losses(tmp_path / "cut")
+
+    # Extending a finished run with a larger budget continues the same trajectory.
+    train_run(cfg, data, Budget("steps", 3), tmp_path / "ext", runtime=QUIET, show_progress=False)
+    train_run(cfg, data, Budget("images", 5 * cfg.batch), tmp_path / "ext", runtime=QUIET, show_progress=False)
+    _assert_same_state(_state(tmp_path / "full"), _state(tmp_path / "ext"))
+
+
+def test_non_finite_loss_names_the_step_and_keeps_no_bad_checkpoint(tmp_path):
+    cfg = tiny_config()
+    trainer = Trainer(cfg, images(), runtime=RuntimeOptions(progress="none", log_every=100, checkpoint_every=2))
+    calls = {"n": 0}
+
+    def poison(module, args, output):
+        calls["n"] += 1
+        return output * float("nan") if calls["n"] == 4 else output  # the 4th forward = step 3
+
+    trainer.net.register_forward_hook(poison)
+    with pytest.raises(TrainingDiverged, match=r"at step 3 \(0-based; after 24 images\)") as info:
+        trainer.fit(10, tmp_path, show_progress=False)
+    assert info.value.step == 3
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2]
+
+
+def test_run_folder_refuses_other_config_unless_forced(tmp_path):
+    data = images()
+    train_run(tiny_config(), data, Budget("steps", 2), tmp_path, runtime=QUIET, show_progress=False)
+    record = json.loads((tmp_path / "config.json").read_text())
+    assert record["budget"]["steps"] == 2 and record["train"]["lr"] == 2e-3
+    assert record["parameters"] > 0 and "git_commit" in record["provenance"]
+    assert record["runtime"]["world_size"] == 1
+    with pytest.raises(InputError, match=r"different config: train\.lr: 0\.002 -> 0\.001"):
+        train_run(tiny_config(lr=1e-3), data, Budget("steps", 2), tmp_path, runtime=QUIET, show_progress=False)
+    with pytest.raises(InputError, match="data"):
+        train_run(tiny_config(), images(seed=1), Budget("steps", 2), tmp_path, runtime=QUIET, show_progress=False)
+    out = train_run(tiny_config(lr=1e-3), data, Budget("steps", 1), tmp_path, runtime=QUIET, force=True,
+                    show_progress=False)
+    assert out["resumed_from"] is None and [s for s, _ in list_checkpoints(tmp_path)] == [1]
+
+
+def test_trained_denoiser_loads_back(tmp_path):
+    train_run(tiny_config(precond="vp"), images(), Budget("steps", 1), tmp_path, runtime=QUIET, show_progress=False)
+    den = load_trained_denoiser(tmp_path)
+    x = torch.randn(2, *SHAPE, dtype=torch.float64)
+    out = den(x, torch.tensor([0.5, 2.0]))
+    assert out.shape == x.shape and out.dtype == torch.float64 and torch.isfinite(out).all()
+    with pytest.raises(InputError, match="does not exist"):
+        load_trained_denoiser(tmp_path / "nothing-here")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="has no checkpoints"):
+        load_trained_denoiser(tmp_path / "empty")
+
+
+def test_trainer_input_checks():
+    with pytest.raises(InputError, match="sample shape"):
+        Trainer(tiny_config(), torch.zeros(4, 3, 4, 4))
+    with pytest.raises(InputError, match="divisible"):
+        from mogsim.training import DistContext
+        Trainer(tiny_config(batch=9), images(), ctx=DistContext(world_size=2))
+    with pytest.raises(InputError, match="precond"):
+        tiny_config(precond="ve")
+
+
+def test_float32_mode_sets_and_restores_tf32_flags():
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with float32_mode(torch.device("cpu"), tf32=False):
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+# --- the benchmark script ---------------------------------------------------------------------------------------
+
+def test_benchmark_quick_runs_on_cpu(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "benchmarks" / "bench_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    bench.main(["--quick", "--device", "cpu", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["torch"] == torch.__version__ and result["device_name"]
+    rows = result["results"]
+    assert {r["mode"] for r in rows} >= {"fp32", "bf16"}
+    assert all(r["status"] == "ok" and r["images_per_s"] > 0 for r in rows)
+
+
+# --- GPU --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_bf16_channels_last_steps_are_finite():
+    from mogsim.training import DistContext
+
+    cfg = tiny_config(bf16=True)
+    trainer = Trainer(cfg, images(), runtime=RuntimeOptions(channels_last=True, progress="none"),
+                      ctx=DistContext(device=torch.device("cuda")))
+    for k in range(3):
+        loss, norm = trainer.train_step(k)
+    assert math.isfinite(float(loss)) and math.isfinite(float(norm))
