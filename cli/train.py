@@ -121,7 +121,8 @@ def train_command(
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the network "
                                             "[default: on for CUDA]."),
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
-                                                 help="channels_last memory format [default: on for CUDA]."),
+                                                 help="channels_last memory format [default: off; it slowed "
+                                                 "unet-64 by 6-11% on an H100, see BENCHMARKS.md]."),
     checkpoint_every: int = typer.Option(2000, "--checkpoint-every", help="Checkpoint every this many steps (and at "
                                          "the end; 0 = only at the end)."),
     keep_checkpoints: int = typer.Option(2, "--keep-checkpoints", help="Keep the newest K checkpoints (0 = all)."),
@@ -155,7 +156,7 @@ def train_command(
                              lr_warmup_images=lr_warmup_images, ema_halflife_images=ema_halflife_images,
                              ema_rampup_ratio=ema_rampup_ratio if ema_rampup_ratio > 0 else None,
                              grad_clip=grad_clip, xflip=xflip, seed=seed, bf16=_auto(bf16, ctx.device), tf32=tf32)
-        runtime = RuntimeOptions(compile=_auto(compile_, ctx.device), channels_last=_auto(channels_last, ctx.device),
+        runtime = RuntimeOptions(compile=_auto(compile_, ctx.device), channels_last=bool(channels_last),
                                  checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
                                  log_every=log_every, progress="auto" if progress else "none")
 
