@@ -13,6 +13,7 @@ from mogsim.errors import InputError
 #: Modules of mogsim.cli that each define ``register(app)``; a new command adds its module here.
 COMMAND_MODULES: tuple[str, ...] = (
     "sample",
+    "score_match",
     "train",
     "theory",
 )

@@ -1,0 +1,100 @@
+"""Speed-up of training M score-matching MLPs as one batched ensemble over training them one at a time.
+
+Both paths run mogsim's real training loop (:func:`mogsim.experiments.bank_training.train_bank`: batch gather, EDM
+noise, loss, Adam, EMA) on MoLRG training sets of the sweep's shapes. "One at a time" trains each model as an
+ensemble of M = 1 (the same code a single ``mogsim score-match`` run uses); its time for M models is measured on
+``--single-models`` of them and scaled to M. Usage::
+
+    python benchmarks/bench_score_match.py --device cuda --members 1,8,36,72 --steps 300 --json bench.json
+
+Prints a table and optionally writes JSON (with provenance). Run from the repository root (no install needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from mogsim.devices import resolve_device  # noqa: E402
+from mogsim.experiments.bank_training import train_bank  # noqa: E402
+from mogsim.experiments.score_match import ScoreMatchConfig, build_bank, make_problem  # noqa: E402
+from mogsim.provenance import provenance  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_bank(cfgs: list[ScoreMatchConfig], steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds per training step of one bank holding ``cfgs`` (after ``warmup`` untimed steps)."""
+    sets = [make_problem(c)[1] for c in cfgs]
+    spec = cfgs[0].train_spec()
+    from dataclasses import replace
+
+    train_bank(build_bank(cfgs), sets, replace(spec, steps=warmup), seed=0, device=device)
+    _sync(device)
+    bank = build_bank(cfgs)
+    t0 = time.perf_counter()
+    train_bank(bank, sets, replace(spec, steps=steps), seed=0, device=device, log_every=max(steps, 1))
+    _sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--members", default="1,8,36", help="ensemble sizes M to time")
+    p.add_argument("--steps", type=int, default=200, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--single-models", type=int, default=3, help="models timed one at a time (scaled to M)")
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--sweep-steps", type=int, default=30000, help="project the training time of a sweep this long")
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    ranks, ns = (2, 4, 6, 8), [2**k for k in range(4, 13)]
+    grid = [ScoreMatchConfig(rank=r, n=n, width=args.width, depth=args.depth, batch=args.batch)
+            for r in ranks for n in ns]
+    members = [int(m) for m in args.members.split(",")]
+    single = [time_bank([grid[(i * 7) % len(grid)]], args.steps, args.warmup, device)
+              for i in range(args.single_models)]
+    t_single = sum(single) / len(single)
+    rows = []
+    for m in members:
+        cfgs = [grid[i % len(grid)] for i in range(m)]
+        t_ens = time_bank(cfgs, args.steps, args.warmup, device)
+        rows.append({"members": m, "ensemble_ms_per_step": 1e3 * t_ens, "one_at_a_time_ms_per_step": 1e3 * m * t_single,
+                     "speedup": m * t_single / t_ens, "model_steps_per_s": m / t_ens})
+    print(f"device: {device} ({provenance(device).get('device_name')}); width {args.width}, depth {args.depth}, "
+          f"batch {args.batch}; one model alone: {1e3 * t_single:.3f} ms/step")
+    print(f"{'M':>5} {'ensemble ms/step':>17} {'one-at-a-time ms/step':>22} {'speed-up':>9} {'model-steps/s':>14}")
+    for r in rows:
+        print(f"{r['members']:>5} {r['ensemble_ms_per_step']:>17.3f} {r['one_at_a_time_ms_per_step']:>22.3f} "
+              f"{r['speedup']:>9.2f} {r['model_steps_per_s']:>14.0f}")
+    big = rows[-1]
+    projection = {"members": big["members"], "steps": args.sweep_steps,
+                  "ensemble_s": big["ensemble_ms_per_step"] * args.sweep_steps / 1e3,
+                  "one_at_a_time_s": big["one_at_a_time_ms_per_step"] * args.sweep_steps / 1e3}
+    print(f"training {projection['members']} models for {args.sweep_steps} steps: ensemble "
+          f"{projection['ensemble_s']:.0f} s, one at a time {projection['one_at_a_time_s']:.0f} s (projected)")
+    result = {"device": str(device), "sweep_projection": projection, "width": args.width, "depth": args.depth, "batch": args.batch,
+              "steps_timed": args.steps, "single_model_ms_per_step": 1e3 * t_single,
+              "single_model_samples_ms": [1e3 * s for s in single], "rows": rows, "provenance": provenance(device)}
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

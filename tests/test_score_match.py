@@ -1,0 +1,309 @@
+"""The score-matching experiment: ensemble, training, evaluation against closed forms, run folders, sweep, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mogsim.closed_forms import EmpiricalDenoiser
+from mogsim.errors import InputError
+from mogsim.experiments.bank_training import TrainSpec, train_bank
+from mogsim.experiments.score_match import (ScoreMatchConfig, build_bank, evaluate, make_problem,
+                                            run_score_match)
+from mogsim.experiments.score_match_sweep import SweepConfig, export_compact, run_sweep
+from mogsim.nets.ensemble import EnsembleMLP
+
+#: A configuration small enough for a CPU test (the defaults are the real experiment's).
+TINY = ScoreMatchConfig(rank=2, n=8, components=2, dim=8, width=32, depth=2, steps=40, batch=32,
+                        eval_queries=64, sample_seeds=16, sampler_steps=6)
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are tiny: one thread avoids OpenMP spin-waits on a busy 2-core machine (10-50x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# -- ensemble ----------------------------------------------------------------------------------------------------------
+def test_member_matches_its_slice_of_the_ensemble():
+    ens = EnsembleMLP(3, 8, width=16, depth=3, sigma_data=[0.3, 0.5, 1.0], seed=1)
+    x = torch.randn(3, 5, 8)
+    sigma = torch.rand(3, 5) + 0.1
+    full = ens.denoise(x, sigma)
+    for m in range(3):
+        alone = ens.member(m)(x[m], sigma[m])
+        torch.testing.assert_close(alone, full[m], rtol=1e-5, atol=1e-6)
+
+
+def test_members_are_independent_in_training():
+    ens = EnsembleMLP(2, 6, width=8, depth=2, seed=0)
+    x = torch.randn(2, 4, 6)
+    sigma = torch.ones(2, 4)
+    ens.denoise(x, sigma)[0].pow(2).sum().backward()
+    for p in ens.parameters():
+        if p.grad is not None:
+            assert torch.all(p.grad[1] == 0)
+
+
+def test_fresh_member_is_the_skip_connection():
+    ens = EnsembleMLP(1, 4, width=8, depth=1, sigma_data=0.5, seed=0)
+    x = torch.randn(3, 4, dtype=torch.float64)
+    c_skip = 0.25 / (1.0 + 0.25)
+    torch.testing.assert_close(ens.member(0)(x, 1.0), c_skip * x, rtol=0, atol=1e-4)
+
+
+def test_member_rejects_bad_inputs():
+    d = EnsembleMLP(1, 4, width=8).member(0)
+    with pytest.raises(InputError):
+        d(torch.zeros(2, 5), 1.0)
+    with pytest.raises(InputError):
+        d(torch.zeros(2, 4), 0.0)
+
+
+# -- training ----------------------------------------------------------------------------------------------------------
+def test_tiny_training_lowers_the_loss():
+    cfg = replace(TINY, steps=150, lr=3e-3)
+    _, train = make_problem(cfg)
+    out = train_bank(build_bank([cfg]), [train], cfg.train_spec(), seed=0, device=CPU, log_every=10)
+    losses = [row[1] for row in out.loss_history]
+    assert out.complete and out.steps_done == 150 and len(losses) == 15
+    assert np.mean(losses[-3:]) < 0.85 * np.mean(losses[:3])
+
+
+def test_interrupted_training_resumes_exactly(tmp_path):
+    cfgs = [TINY, replace(TINY, n=4)]
+    sets = [make_problem(c)[1] for c in cfgs]
+    spec = replace(TINY.train_spec(), steps=20)
+    straight = train_bank(build_bank(cfgs), sets, spec, seed=3, device=CPU)
+    state = tmp_path / "state.pt"
+    part = train_bank(build_bank(cfgs), sets, spec, seed=3, device=CPU, state_path=state, deadline=0.0)
+    assert not part.complete and part.steps_done == 1 and state.exists()
+    rest = train_bank(build_bank(cfgs), sets, spec, seed=3, device=CPU, state_path=state)
+    assert rest.complete and rest.steps_done == 20
+    for a, b in zip(straight.ema.state_dict().values(), rest.ema.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_ctrl_c_saves_state_and_resumes_exactly(tmp_path):
+    sets = [make_problem(TINY)[1]]
+    spec = replace(TINY.train_spec(), steps=12)
+    straight = train_bank(build_bank([TINY]), sets, spec, seed=5, device=CPU)
+    calls = {"n": 0}
+
+    def interrupt(k: int) -> None:
+        calls["n"] += k
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+
+    state = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_bank(build_bank([TINY]), sets, spec, seed=5, device=CPU, state_path=state, progress=interrupt)
+    assert torch.load(state, weights_only=False)["step"] == 7
+    rest = train_bank(build_bank([TINY]), sets, spec, seed=5, device=CPU, state_path=state)
+    for a, b in zip(straight.ema.state_dict().values(), rest.ema.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_train_spec_rejects_bad_values():
+    with pytest.raises(InputError, match="--steps"):
+        TrainSpec(steps=0).check()
+    with pytest.raises(InputError, match="--lr"):
+        TrainSpec(lr=-1.0).check()
+
+
+# -- evaluation against the closed forms -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_problem():
+    cfg = replace(TINY, n=6)
+    mol, train = make_problem(cfg)
+    return cfg, mol, train
+
+
+def test_true_denoiser_as_model_scores_zero_against_truth(tiny_problem):
+    cfg, mol, train = tiny_problem
+    ev = evaluate(mol, mol, train, cfg, CPU)
+    m = ev.metrics
+    assert m["l_score_true"] < 1e-20 and m["l_score_true_train_queries"] < 1e-20
+    assert m["l_score_empirical"] > 0.1
+    assert m["verdict"] == "generalizing" and m["generalization_index"] == pytest.approx(1.0)
+    assert m["rp_net_true"] == 1.0 and m["on_subspace_fraction_net"] == 1.0
+
+
+def test_empirical_denoiser_as_model_scores_zero_against_empirical(tiny_problem):
+    cfg, mol, train = tiny_problem
+    emp = EmpiricalDenoiser(train, compute_dtype=torch.float64)
+    m = evaluate(emp, mol, train, cfg, CPU).metrics
+    assert m["l_score_empirical"] < 1e-20 and m["l_score_empirical_train_queries"] < 1e-20
+    assert m["l_score_true"] > 0.1
+    assert m["verdict"] == "memorizing" and m["generalization_index"] == pytest.approx(0.0)
+    assert m["copy_fraction_net"] == 1.0 and m["rp_net_empirical"] == 1.0
+
+
+def test_problem_is_seeded_and_balanced():
+    mol_a, a = make_problem(TINY)
+    mol_b, b = make_problem(TINY)
+    assert torch.equal(a, b) and torch.equal(mol_a.bases, mol_b.bases)
+    assert torch.equal(make_problem(replace(TINY, n=4))[0].bases, mol_a.bases)  # subspaces do not depend on N
+    labels = mol_a.posterior_weights(a, 1e-3).argmax(dim=1)
+    assert torch.bincount(labels).tolist() == [4, 4]
+
+
+@pytest.mark.parametrize("change, option", [
+    (dict(rank=5), "--components \\* --rank"),
+    (dict(n=0), "--n"),
+    (dict(arch="transformer"), "--arch"),
+    (dict(arch="unet", dim=20), "--dim"),
+    (dict(steps=0), "--steps"),
+])
+def test_config_rejects_bad_values(change, option):
+    with pytest.raises(InputError, match=option):
+        replace(TINY, **change).check()
+
+
+# -- run folders -------------------------------------------------------------------------------------------------------
+def test_run_folder_is_written_and_reused(tmp_path):
+    res = run_score_match(TINY, tmp_path, device="cpu", report=True)
+    assert not res.reused
+    files = {p.name for p in res.path.iterdir()}
+    assert {"config.json", "metrics.json", "per_sigma.csv", "per_sigma.png", "checkpoint.pt", "samples.npz",
+            "report.pdf"} <= files
+    assert "train_state.pt" not in files
+    m = json.loads((res.path / "metrics.json").read_text())
+    assert isinstance(m["l_score_true"], float) and isinstance(m["l_score_empirical"], float)
+    assert m["verdict"] in ("memorizing", "generalizing", "in transition", "undecided")
+    stored = json.loads((res.path / "config.json").read_text())
+    assert stored["config"]["derived_seeds"] == TINY.seeds() and stored["provenance"]["versions"]["torch"]
+    again = run_score_match(TINY, tmp_path, device="cpu")
+    assert again.reused and again.metrics["l_score_true"] == m["l_score_true"]
+    other = run_score_match(replace(TINY, steps=41), tmp_path, device="cpu")
+    assert not other.reused and other.path != res.path
+
+
+def test_run_resumes_after_time_limit(tmp_path):
+    part = run_score_match(TINY, tmp_path, device="cpu", deadline=0.0)
+    assert not part.complete and (part.path / "train_state.pt").exists()
+    done = run_score_match(TINY, tmp_path, device="cpu")
+    assert done.complete and not (done.path / "train_state.pt").exists()
+    fresh = run_score_match(TINY, tmp_path / "b", device="cpu")
+    assert fresh.metrics["l_score_true"] == done.metrics["l_score_true"]
+
+
+# -- sweep -------------------------------------------------------------------------------------------------------------
+def test_sweep_writes_combined_results_and_resumes(tmp_path):
+    sweep = SweepConfig(base=replace(TINY, steps=30), ranks=(1, 2), ns=(2, 4, 8), seeds=(0,), group_size=4)
+    part = run_sweep(sweep, tmp_path, device="cpu", deadline=0.0, report=False)
+    assert not part.complete
+    res = run_sweep(sweep, tmp_path, device="cpu")
+    assert res.complete and len(res.rows) == 6
+    for name in ("sweep_table.csv", "sweep_per_sigma.csv", "sweep_metrics.json", "sweep_fig5.png",
+                 "sweep_report.pdf"):
+        assert (res.path / name).exists(), name
+    summary = json.loads((res.path / "sweep_metrics.json").read_text())
+    assert set(summary["transitions"]["n_star"]) == {"1", "2"}
+    assert summary["budget"]["steps"] == 30
+    again = run_sweep(sweep, tmp_path, device="cpu", report=False)
+    assert again.reused_cells == 6
+    copied = export_compact(res.path, tmp_path / "export")
+    assert 5 <= len(copied) <= 8 and all(p.parent == tmp_path / "export" for p in copied)
+
+
+# -- command line ------------------------------------------------------------------------------------------------------
+def _cli(args, capsys):
+    from mogsim.cli.app import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+TINY_ARGS = ["--rank", "2", "--n", "8", "--dim", "8", "--width", "32", "--depth", "2", "--steps", "40", "--batch",
+             "32", "--eval-queries", "64", "--sample-seeds", "16", "--device", "cpu", "--quiet"]
+
+
+def test_cli_smoke_run_writes_run_folder(tmp_path, capsys):
+    code, out, err = _cli(["score-match", *TINY_ARGS, "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert "verdict:" in out and "run folder:" in out
+    folders = list(tmp_path.iterdir())
+    assert len(folders) == 1 and (folders[0] / "metrics.json").exists()
+    code, out, _ = _cli(["score-match", *TINY_ARGS, "--out", str(tmp_path)], capsys)
+    assert code == 0 and "reused finished results" in out
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--rank", "30", "--components", "2", "--dim", "48"], "--rank"),
+    (["--n", "0"], "--n"),
+    (["--arch", "resnet"], "--arch"),
+    (["--ns", "16,x"], "--ns"),
+    (["--sweep", "--ns", "16,48,...,4096"], "--ns"),
+])
+def test_cli_bad_inputs_give_one_line_errors(args, needle, capsys, tmp_path):
+    code, _, err = _cli(["score-match", "--out", str(tmp_path), *args], capsys)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mogsim: error:") and needle in lines[0]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_cli_unwritable_out_as_user(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    code, _, err = _cli(["score-match", *TINY_ARGS, "--out", str(locked / "x")], capsys)
+    assert code != 0 and "--out" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc (not writable, even for root)")
+def test_cli_unwritable_out(capsys):
+    code, _, err = _cli(["score-match", *TINY_ARGS, "--out", "/proc/mogsim-test/out"], capsys)
+    assert code != 0 and "--out" in err and "writable" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_out_that_is_a_file(tmp_path, capsys):
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    code, _, err = _cli(["score-match", *TINY_ARGS, "--out", str(target)], capsys)
+    assert code != 0 and "--out" in err and len(err.strip().splitlines()) == 1
+
+
+def test_parse_int_list():
+    from mogsim.cli.score_match import parse_int_list
+
+    assert parse_int_list("16,32,...,4096", option="--ns") == tuple(2**k for k in range(4, 13))
+    assert parse_int_list("2,4,6,...,12", option="--ranks") == (2, 4, 6, 8, 10, 12)
+    assert parse_int_list("2,4,6,8", option="--ranks") == (2, 4, 6, 8)
+    with pytest.raises(InputError):
+        parse_int_list("16,32,...,100", option="--ns")
+
+
+def test_unet_arch_runs_or_says_why(tmp_path):
+    cfg = replace(TINY, arch="unet", dim=16, width=8, steps=3, batch=8)
+    res = run_score_match(cfg, tmp_path, device="cpu")
+    assert res.complete and np.isfinite(res.metrics["l_score_true"])
+
+
+def test_cli_config_file_sweep(tmp_path, capsys):
+    cfg = {"rank": 2, "n": 8, "dim": 8, "width": 16, "depth": 2, "steps": 20, "batch": 16, "eval_queries": 32,
+           "sample_seeds": 8, "sampler_steps": 6, "sweep": True, "ranks": [1, 2], "ns": [4, 8], "device": "cpu"}
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(cfg))
+    code, out, err = _cli(["score-match", "--config", str(path), "--quiet", "--out", str(tmp_path / "o"),
+                           "--export", str(tmp_path / "e")], capsys)
+    assert code == 0, err
+    assert "N*(r)" in out and (tmp_path / "e" / "sweep_table.csv").exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rnak": 2}))
+    code, _, err = _cli(["score-match", "--config", str(bad)], capsys)
+    assert code == 2 and "rnak" in err and len(err.strip().splitlines()) == 1
