@@ -19,7 +19,7 @@ from mogsim.io import ensure_writable_dir, write_json, write_npz
 from mogsim.provenance import provenance
 from mogsim.sampling import edm_sigmas, noise_for_seeds, sample
 
-from .common import parse_seeds
+from mogsim.parsing import parse_seeds
 
 #: A sample "copies" a training point when it ends within this distance of it, relative to the data's RMS norm.
 COPY_TOL = 1e-3

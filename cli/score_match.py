@@ -19,9 +19,9 @@ from rich.table import Table
 
 from mogsim.errors import InputError
 from mogsim.experiments.score_match import ScoreMatchConfig, run_score_match
-from mogsim.experiments.score_match_sweep import SweepConfig, export_compact, parse_int_list, run_sweep
+from mogsim.experiments.score_match_sweep import SweepConfig, export_compact, run_sweep
 
-from .common import parse_seeds
+from mogsim.parsing import parse_int_list, parse_seeds
 
 DEFAULTS = ScoreMatchConfig()
 #: ``--width`` default for ``--arch unet`` (the DDPM++ ``model_channels``; 256 would be a 50M-parameter UNet).

@@ -25,20 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mogsim.errors import InputError  # noqa: E402
 from mogsim.experiments.score_match import ScoreMatchConfig  # noqa: E402
-from mogsim.experiments.score_match_sweep import (SweepConfig, draw_sweep, export_compact, parse_int_list,  # noqa: E402
-                                                  run_sweep)
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if "-" in part[1:]:
-            lo, hi = part.split("-", 1)
-            out.extend(range(int(lo), int(hi) + 1))
-        elif part:
-            out.append(int(part))
-    return tuple(out)
+from mogsim.experiments.score_match_sweep import SweepConfig, draw_sweep, export_compact, run_sweep  # noqa: E402
+from mogsim.parsing import parse_int_list, parse_seeds  # noqa: E402
 
 
 class _Plain:
@@ -93,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                                 depth=args.depth, steps=args.steps, batch=args.batch, lr=args.lr,
                                 eval_queries=args.eval_queries, sample_seeds=args.sample_seeds)
         sweep = SweepConfig(base=base, ranks=parse_int_list(args.ranks, option="--ranks"),
-                            ns=parse_int_list(args.ns, option="--ns"), seeds=_seeds(args.seeds),
+                            ns=parse_int_list(args.ns, option="--ns"), seeds=tuple(parse_seeds(args.seeds)),
                             group_size=args.group_size)
         deadline = time.monotonic() + 60 * args.time_limit if args.time_limit else None
         res = run_sweep(sweep, args.out, device=args.device, report=not args.no_report, progress=_Plain(),

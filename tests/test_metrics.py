@@ -15,14 +15,6 @@ from mogsim.metrics.score_error import SigmaErrors, noisy_queries, sigma_errors
 from mogsim.metrics.verdict import decide
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread avoids OpenMP spin-waits on a busy 2-core machine (10-50x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def problem():

@@ -13,14 +13,6 @@ from mogsim.nets import (MLP, NETWORKS, PreconditionedDenoiser, UNet, VectorUNet
                          count_parameters, list_networks, make_precond, network_config, positional_embedding)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks gain nothing from intra-op threads, and on a busy machine their barriers cost ~10 ms/op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _meta_count(name: str, **kw) -> int:
     with torch.device("meta"):

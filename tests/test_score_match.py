@@ -26,14 +26,6 @@ TINY = ScoreMatchConfig(rank=2, n=8, components=2, dim=8, width=32, depth=2, ste
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread avoids OpenMP spin-waits on a busy 2-core machine (10-50x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # -- ensemble ----------------------------------------------------------------------------------------------------------
 def test_member_matches_its_slice_of_the_ensemble():
@@ -279,7 +271,7 @@ def test_cli_out_that_is_a_file(tmp_path, capsys):
 
 
 def test_parse_int_list():
-    from mogsim.cli.score_match import parse_int_list
+    from mogsim.parsing import parse_int_list
 
     assert parse_int_list("16,32,...,4096", option="--ns") == tuple(2**k for k in range(4, 13))
     assert parse_int_list("2,4,6,...,12", option="--ranks") == (2, 4, 6, 8, 10, 12)

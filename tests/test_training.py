@@ -42,14 +42,6 @@ def images(n: int = 6, seed: int = 0) -> torch.Tensor:
 QUIET = RuntimeOptions(progress="none", log_every=1, checkpoint_every=2, keep_checkpoints=0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks gain nothing from intra-op threads, and on a busy machine their barriers cost ~10 ms/op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # --- budget, data order, schedules ------------------------------------------------------------------------------
 

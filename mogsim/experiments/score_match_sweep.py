@@ -194,46 +194,6 @@ def _member_training(training: dict[str, Any], m: int) -> dict[str, Any]:
     return out
 
 
-def parse_int_list(text: str, *, option: str) -> tuple[int, ...]:
-    """Parse ``"2,4,6,8"``; ``"16,32,...,4096"`` (geometric: ratio of the first two); ``"2,4,6,...,16"`` (arithmetic
-    when the first three have equal differences, geometric when equal ratios)."""
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    try:
-        if "..." in parts:
-            i = parts.index("...")
-            head = [int(p) for p in parts[:i]]
-            tail = [int(p) for p in parts[i + 1:]]
-            if len(head) < 2 or len(tail) != 1:
-                raise ValueError
-            end = tail[0]
-            a, b = head[-2], head[-1]
-            arithmetic = len(head) >= 3 and head[-1] - head[-2] == head[-2] - head[-3]
-            values = list(head)
-            if arithmetic:
-                step = b - a
-                if step <= 0:
-                    raise ValueError
-                while values[-1] + step <= end:
-                    values.append(values[-1] + step)
-            else:
-                if a <= 0 or b % a or b // a < 2:
-                    raise ValueError
-                ratio = b // a
-                while values[-1] * ratio <= end:
-                    values.append(values[-1] * ratio)
-            if values[-1] != end:
-                raise ValueError
-        else:
-            values = [int(p) for p in parts]
-    except ValueError:
-        raise InputError(f"{option} {text!r}: write integers as 2,4,6,8 or a progression 16,32,...,4096") from None
-    if not values:
-        raise InputError(f"{option} is empty; give at least one integer")
-    if min(values) < 1:
-        raise InputError(f"{option} {text!r}: values must be >= 1")
-    return tuple(values)
-
-
 # -- combining ---------------------------------------------------------------------------------------------------------
 TABLE_KEYS = ("l_score_true", "l_score_empirical", "l_score_true_band", "l_score_empirical_band",
               "l_score_true_train_queries", "l_score_empirical_train_queries", "generalization_index",
