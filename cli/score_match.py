@@ -20,7 +20,6 @@ from rich.table import Table
 from mogsim.errors import InputError
 from mogsim.experiments.score_match import ScoreMatchConfig, run_score_match
 from mogsim.experiments.score_match_sweep import SweepConfig, export_compact, run_sweep
-
 from mogsim.parsing import parse_int_list, parse_seeds
 
 DEFAULTS = ScoreMatchConfig()
