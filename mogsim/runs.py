@@ -14,6 +14,7 @@ A folder whose ``config.json`` holds a different key is never reused (no silent 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -24,6 +25,11 @@ import numpy as np
 
 from .errors import InputError
 from .io import atomic_path, write_json, write_npz
+
+
+def config_key(resolved: Mapping[str, Any]) -> str:
+    """The run-folder key of a resolved configuration: the first 12 hex digits of SHA-256 of its sorted JSON."""
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:

@@ -19,7 +19,6 @@ values train on the same data. The sampler seeds are 0..S-1 for every run (share
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -38,6 +37,7 @@ from ..metrics.reproducibility import RP_THRESHOLD, relative_distance
 from ..metrics.score_error import SigmaErrors, noisy_queries, sigma_errors
 from ..metrics.verdict import decide
 from ..nets.ensemble import EnsembleMLP
+from ..runs import config_key
 from ..sampling import edm_sigmas, noise_for_seeds, sample
 from .bank_training import SingleNetBank, TrainSpec
 
@@ -157,8 +157,7 @@ class ScoreMatchConfig:
 
     def key(self, device: torch.device) -> str:
         """Hash of the resolved configuration: the run's cache key."""
-        text = json.dumps(self.resolved(device), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return config_key(self.resolved(device))
 
     def slug(self) -> str:
         """A readable folder-name prefix."""

@@ -16,7 +16,6 @@ training) and ``groups/gNN.pt`` (trained EMA weights); ``cells/<cell slug>/`` (e
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -31,7 +30,7 @@ import torch
 from ..devices import resolve_device
 from ..errors import InputError
 from ..io import ensure_writable_dir, write_json
-from ..runs import RunFolder, read_csv, write_csv
+from ..runs import RunFolder, config_key, read_csv, write_csv
 from .bank_training import train_bank
 from .score_match import (ProgressFactory, ScoreMatchConfig, _silent, bank_seed, build_bank, finish_cell,
                           load_checkpoint, make_problem, save_checkpoint, training_summary)
@@ -81,7 +80,7 @@ class SweepConfig:
                 "version": 1}
 
     def key(self, device: torch.device) -> str:
-        return hashlib.sha256(json.dumps(self.resolved(device), sort_keys=True).encode()).hexdigest()[:12]
+        return config_key(self.resolved(device))
 
     def slug(self) -> str:
         b = self.base
