@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from .conventions import Sigma, check_positive_sigma, score_from_denoiser
+from .conventions import Sigma, check_positive_sigma, score_from_denoiser, sigma_like
 from .errors import InputError
 
 
@@ -67,13 +67,5 @@ class ClosedFormDenoiser:
             )
         check_positive_sigma(sigma)
         flat = x.reshape(x.shape[0], self.dim)
-        if isinstance(sigma, torch.Tensor) and sigma.ndim == 1:
-            if sigma.shape[0] != x.shape[0]:
-                raise InputError(f"sigma has {sigma.shape[0]} values for a batch of {x.shape[0]}; "
-                                 "pass a float or one value per sample")
-            sig = sigma.to(device=x.device, dtype=x.dtype).reshape(-1, 1)
-        elif isinstance(sigma, torch.Tensor) and sigma.ndim > 1:
-            raise InputError(f"sigma has shape {tuple(sigma.shape)}; pass a float or a (B,) tensor")
-        else:
-            sig = torch.full((x.shape[0], 1), float(sigma), dtype=x.dtype, device=x.device)
+        sig = sigma_like(sigma, flat).expand(flat.shape[0], 1)
         return flat, sig
