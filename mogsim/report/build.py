@@ -10,7 +10,7 @@ from typing import Sequence
 from ..errors import InputError
 from ..io import atomic_path
 from .files import RunFiles
-from .printed import Entry, new_ledger
+from .printed import Entry, Ledger, new_ledger
 from .sections import Section, expand
 
 
@@ -24,6 +24,8 @@ class ReportResult:
     #: Every value the PDF's text shows, with its source (numbers and stored strings) or role (structural).
     printed: list[Entry] = field(default_factory=list)
     html: Path | None = None
+    #: The build's ledger: ``ledger.plain(section.title)`` gives a section's text as printed.
+    ledger: Ledger | None = None
 
 
 def check_target(path: str | os.PathLike, option: str = "--out") -> Path:
@@ -37,6 +39,13 @@ def check_target(path: str | os.PathLike, option: str = "--out") -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"{option} {target}: cannot write in {parent}; choose a writable folder")
     return target
+
+
+def _readable(path: Path) -> None:
+    """Give a finished temporary file the permissions of a normal new file (mkstemp makes it owner-only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def write_report(run_dirs: Sequence[str | os.PathLike], out_pdf: str | os.PathLike, *,
@@ -61,10 +70,12 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_pdf: str | os.PathLi
         layout = plan(sections)
         with atomic_path(target) as tmp:
             pages = Typesetter(layout, ledger).write(tmp, folders)
+            _readable(tmp)
         printed = list(ledger.rendered)
         if html_target is not None:
             from .html import render_html
 
             with atomic_path(html_target) as tmp:
                 tmp.write_text(render_html(layout, folders), encoding="utf-8")
-    return ReportResult(target, pages, sections, printed, html_target)
+                _readable(tmp)
+    return ReportResult(target, pages, sections, printed, html_target, ledger)

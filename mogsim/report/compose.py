@@ -12,7 +12,8 @@ DASH = "\u2014"
 
 
 def value_text(files: RunFiles, name: str, *keys: Any, style: str = "sig4") -> str:
-    """The stored value at ``keys`` as report text: a number, a string, a list or ``key = value`` pairs."""
+    """The stored value at ``keys`` as report text: a number, a string, a list or ``key = value`` pairs (integers
+    as plain digits: in configurations they are sizes, steps and seeds)."""
     raw = files.get(name, *keys)
     if isinstance(raw, dict):
         return kv_list(files, name, *keys, style=style)
@@ -23,7 +24,7 @@ def value_text(files: RunFiles, name: str, *keys: Any, style: str = "sig4") -> s
             return join([value_text(files, name, *keys, i, style=style) for i in range(len(raw))])
         return f"{files.text(name, *keys)}"
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        num = files.num(name, *keys, style=style)
+        num = files.num(name, *keys, style="id" if isinstance(raw, int) else style)
         return f"{num}" if num is not None else DASH
     if raw is None:
         return DASH
@@ -92,18 +93,20 @@ def stored_claims(files: RunFiles, name: str, key: str = "paper_claims") -> list
     return out
 
 
-def provenance_rows(files: RunFiles, name: str, *keys: Any, label: str = "") -> list[tuple[str, str]]:
+def provenance_rows(files: RunFiles, name: str, *keys: Any, label: str = "",
+                    same_as: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """Rows for a stored provenance record (``mogsim.provenance.provenance``): time, command, commit, versions,
-    device, platform; extra fields too."""
+    device, platform; extra fields too. Fields equal to those of ``same_as`` (an earlier record) are left out."""
     record = files.get(name, *keys, default=None)
     if not isinstance(record, dict):
         return []
+    same_as = same_as or {}
     prefix = f"{label} " if label else ""
     names = {"created_utc": "created (UTC)", "command": "command", "git_commit": "git commit",
              "versions": "versions", "device": "device", "device_name": "device name", "platform": "platform"}
     rows = []
     for k in list(names) + [k for k in record if k not in names]:
-        if k in record:
+        if k in record and (k not in same_as or same_as[k] != record[k]):
             rows.append((prefix + names.get(k, k.replace("_", " ")), value_text(files, name, *keys, k)))
     return rows
 

@@ -67,12 +67,14 @@ class Printed:
 
 def format_number(value: float, style: str = "sig3") -> str:
     """The printed form of a number: ``sig<n>`` (n significant digits, trailing zeros dropped), ``dec<n>`` (n
-    decimals), ``int`` (thousands commas from 10,000). Tiny values use ``1.2e−5``; minus signs are U+2212."""
+    decimals), ``int`` (thousands commas from 10,000), ``id`` (an integer identifier such as a seed: plain digits). Tiny values use ``1.2e−5``; minus signs are U+2212."""
     if isinstance(value, bool):
         raise TypeError("booleans are words, not numbers")
     v = float(value)
     if not math.isfinite(v):
         raise ValueError(f"cannot print {v} as a number")
+    if style == "id":
+        return (MINUS if v < 0 else "") + str(abs(int(round(v))))
     if style == "int" or (isinstance(value, int) and style.startswith("sig")):
         n = int(round(v))
         text = f"{abs(n):,}" if abs(n) >= 10_000 else str(abs(n))
@@ -169,6 +171,13 @@ class Ledger:
         self.rendered.append(Entry(text, item.kind, getattr(item, "source", None), getattr(item, "value", None),
                                    getattr(item, "role", "")))
         return text
+
+    def plain(self, markup: str) -> str:
+        """``markup`` with its placeholders printed and its tags removed, as a reader sees it (nothing recorded)."""
+        from html import unescape
+
+        text = _TOKEN.sub(lambda m: self.pending[int(m.group(1))].text(), markup)
+        return unescape(re.sub(r"<[^>]+>", "", text))
 
     def numbers(self) -> set[str]:
         """Every number token in the rendered values' text."""

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import InputError
 from .compose import DASH, agreement, distinct, kv_list, provenance_rows, span, stored_claims, words
 from .files import RunFiles
-from .printed import Num, structural
+from .printed import Num, join, structural
 from .sections import Claim, Figure, Kind, Section, Table
 
 ZHANG = "Zhang et al. ({})".format(structural(2024, "citation"))
@@ -33,17 +33,15 @@ L_SCORE = ("L<sub>score</sub>(ref; σ) = E‖D<sub>net</sub> − D<sub>ref</sub>
 
 
 # -- one run ---------------------------------------------------------------------------------------------------------
-RUN_FILES = ("config.json", "metrics.json", "per_sigma.csv")
 PER_SIGMA_COLUMNS = ("queries", "sigma", "l_score_true", "l_score_empirical", "e_true", "e_empirical",
                      "reference_gap", "position", "decisive")
 
 
 def is_run(folder: Path) -> bool:
-    """A score-match run folder: config.json, metrics.json and per_sigma.csv, config of experiment score-match."""
-    if not all((folder / n).is_file() for n in RUN_FILES):
+    """A score-match run folder: config.json of experiment score-match (the other files are checked when read)."""
+    if not (folder / "config.json").is_file():
         return False
-    experiment = RunFiles(folder).get("config.json", "config", "experiment", default=None)
-    return experiment in (None, "score-match")
+    return RunFiles(folder).get("config.json", "config", "experiment", default=None) == "score-match"
 
 
 def build_run(f: RunFiles) -> Section:
@@ -64,10 +62,10 @@ def build_run(f: RunFiles) -> Section:
     decisive = f.num(M, "verdict_detail", "decisive_levels", style="int", optional=True)
     title = f"Score matching on MoLRG: one run (r = {c('rank', 'int')}, N = {c('n', 'int')}, seed {c('seed', 'int')})"
     answer = (f"The stored verdict is <b>{verdict}</b>" + (f": {reason}." if reason is not None else ".")
-              + f" {m('copy_fraction_net')} of the net's samples copy a training point (empirical optimum "
-              f"{m('copy_fraction_empirical')}, true score {m('copy_fraction_true')}), and {m('rp_net_true')} "
-              f"reproduce the true-score sampler's sample from the same noise ({m('rp_net_empirical')} the "
-              "empirical optimum's).")
+              + f" Of the net's samples, a fraction {m('copy_fraction_net')} copy a training point (empirical "
+              f"optimum {m('copy_fraction_empirical')}, true score {m('copy_fraction_true')}) and a fraction "
+              f"{m('rp_net_true')} reproduce the true-score sampler's sample from the same noise "
+              f"({m('rp_net_empirical')} the empirical optimum's).")
     index_text = f"generalization index {index} over {decisive} decisive levels" if index is not None else \
         "no generalization index (no decisive level)"
     claims = stored_claims(f, M) or [
@@ -97,14 +95,15 @@ def build_run(f: RunFiles) -> Section:
             lambda: _draw_samples(f)))
     totals = Table("run-totals", "The run's stored totals (L<sub>score</sub> sums over the grid or over the band; "
                    "fractions of the sampler seeds).",
-                   ["metric", "value"], _totals_rows(f), "lr", [3, 1])
+                   ["metric", "value"], _totals_rows(f), "lr")
     per_sigma = Table("run-per-sigma-table", "Per noise level: L<sub>score</sub> against each reference, the "
                       "reference gap E‖D<sub>true</sub> − D<sub>emp</sub>‖², the net's position t, and whether the "
                       "level is decisive (*), for x from noisy true data and from noisy training points.",
                       ["σ", "L true", "L emp.", "gap", "t", "", "L true", "L emp.", "gap", "t", ""],
-                      _per_sigma_rows(f, rows), "rrrrrlrrrrl", [1.1, 1, 1, 1, 1, 0.3, 1, 1, 1, 1, 0.3])
+                      _per_sigma_rows(f, rows), "rrrrrlrrrrl",
+                      groups=[("", 1), ("x from noisy true data", 5), ("x from noisy training points", 5)])
     prov = provenance_rows(f, C, "provenance", label="started:")
-    prov += provenance_rows(f, M, "provenance", label="finished:")
+    prov += provenance_rows(f, M, "provenance", label="finished:", same_as=f.get(C, "provenance", default=None))
     prov += [("run key", f"{f.text(C, 'key')}"), ("derived seeds", kv_list(f, C, "config", "derived_seeds")),
              ("configuration", kv_list(f, C, "config", skip=("derived_seeds", "budget"))),
              ("budget", kv_list(f, C, "config", "budget"))]
@@ -234,8 +233,8 @@ SWEEP_COLUMNS = ("rank", "n", "seed", "generalization_index", "copy_fraction_net
 
 
 def is_sweep(folder: Path) -> bool:
-    """A score-match sweep folder or its compact export: sweep_metrics.json."""
-    return (folder / "sweep_metrics.json").is_file()
+    """A score-match sweep folder (sweep_config.json) or its compact export (sweep_metrics.json)."""
+    return (folder / "sweep_metrics.json").is_file() or (folder / "sweep_config.json").is_file()
 
 
 def build_sweep(f: RunFiles) -> Section:
@@ -286,7 +285,7 @@ def build_sweep(f: RunFiles) -> Section:
               f"{_in_cells(large_labels, large_values)} (index {spread(at[large], 'generalization_index')}). "
               f"The stored transition N*(r) is {nstar_text} for r = {rank_words}; {slope_text}, with no interval "
               "stored, so growth with r is not judged here.")
-    claims = stored_claims(f, M) or [
+    claims = [
         Claim(SMALL_N, f"N = {n_num[small]}: verdict {_in_cells(small_labels, small_values)}; generalization "
               f"index {spread(at[small], 'generalization_index')}; copies {spread(at[small], 'copy_fraction_net')} "
               "(range over ranks and seeds)", agreement(small_values, "memorizing"),
@@ -302,8 +301,9 @@ def build_sweep(f: RunFiles) -> Section:
                             f"{spread(at[large], 'rp_net_true')}; at N = {n_num[small]}: "
                             f"{spread(at[small], 'rp_net_true')}", "not judged", "the files store no rule for "
                             "agreement"))
-    seeds_text = words([f"{f.num(M, 'config', 'seeds', i, style='int')}" for i in
-                        range(len(f.get(M, "config", "seeds")))])
+    claims = stored_claims(f, M) or claims
+    seeds_text = join([f"{f.num(M, 'config', 'seeds', i, style='id')}" for i in
+                       range(len(f.get(M, "config", "seeds")))])
     fig_caption = (f"The sweep against N, one colour per rank r; lines: mean over seeds {seeds_text}, bands: range "
                    "over seeds. (a), (b): L<sub>score</sub> against the true and the empirical score, over the mid-σ "
                    "band (solid) and the whole grid (dotted). (c): generalization index, dashed at the stored N*(r). "
@@ -338,7 +338,8 @@ def build_sweep(f: RunFiles) -> Section:
                         f"{f.num(M, 'cells_total', style='int')} cells finished; the tables show those.")
     methods = _sweep_methods(f, seeds_text)
     prov = provenance_rows(f, M, "provenance_first_call", label="first call:")
-    prov += provenance_rows(f, M, "provenance", label="combined results:")
+    prov += provenance_rows(f, M, "provenance", label="combined results:",
+                            same_as=f.get(M, "provenance_first_call", default=None))
     prov += [("configuration", kv_list(f, M, "config")), ("budget", kv_list(f, M, "budget"))]
     if isinstance(f.get(M, "timing", default=None), dict):
         prov.append(("timing (seconds)", kv_list(f, M, "timing")))
@@ -395,12 +396,12 @@ def _sweep_methods(f: RunFiles, seeds_text: str) -> list[str]:
     def b(key: str, style: str = "sig4") -> Any:
         return f.num(M, "config", "base", key, style=style)
 
-    ranks = words([f"{f.num(M, 'config', 'ranks', i, style='int')}" for i in range(len(f.get(M, 'config', 'ranks')))])
-    ns = words([f"{f.num(M, 'config', 'ns', i, style='int')}" for i in range(len(f.get(M, "config", "ns")))])
+    ranks = join([f"{f.num(M, 'config', 'ranks', i, style='int')}" for i in range(len(f.get(M, 'config', 'ranks')))])
+    ns = join([f"{f.num(M, 'config', 'ns', i, style='int')}" for i in range(len(f.get(M, "config", "ns")))])
     out = [
         f"<b>Data.</b> Each cell draws N training points once from a mixture of K = {b('components', 'int')} mutually "
         f"orthogonal rank-r subspaces of R<super>n</super>, n = {b('dim', 'int')}, balanced over components; "
-        f"r ∈ {{{ranks}}}, N ∈ {{{ns}}}, master seeds {seeds_text}.",
+        f"r ∈ {{{ranks}}}, N ∈ {{{ns}}}, master seeds {{{seeds_text}}}.",
         f"<b>Model and budget.</b> Every cell trains its own {f.text(M, 'config', 'base', 'arch')} of width "
         f"{b('width', 'int')} and depth {b('depth', 'int')} with EDM preconditioning, Adam (learning rate {b('lr')}), "
         f"for {b('steps', 'int')} steps of batch {b('batch', 'int')} "
@@ -443,6 +444,6 @@ def _draw_positions(f: RunFiles) -> Any:
     return sweep_positions_figure(f.csv("sweep_per_sigma.csv", ("rank", "n", "seed") + PER_SIGMA_COLUMNS))
 
 
-KINDS = (Kind("score-match sweep", "sweep_metrics.json", is_sweep, build_sweep),
-         Kind("score-match run", "config.json + metrics.json + per_sigma.csv", is_run, build_run))
+KINDS = (Kind("score-match sweep", "sweep_metrics.json or sweep_config.json", is_sweep, build_sweep),
+         Kind("score-match run", "config.json of experiment score-match", is_run, build_run))
 

@@ -57,6 +57,8 @@ class Table:
     widths: list[float] | None = None
     #: Place it in the appendix instead of the section (long tables).
     appendix: bool = False
+    #: An optional header row above ``header``: (text, number of columns it spans).
+    groups: list[tuple[str, int]] | None = None
 
 
 @dataclass

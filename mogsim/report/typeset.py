@@ -130,7 +130,11 @@ class Typesetter:
 
     # -- small pieces ------------------------------------------------------------------------------------------------
     def para(self, text: str, style: str = "body") -> Paragraph:
-        return Paragraph(resolve(text), self.st[style])
+        st = self.st[style]
+        small = round(st.fontSize * 0.72, 1)
+        markup = resolve(text).replace("<sub>", f'<sub rise="{st.fontSize * 0.22:.1f}" size="{small}">').replace(
+            "<super>", f'<super rise="{st.fontSize * 0.38:.1f}" size="{small}">')
+        return Paragraph(markup, st)
 
     def heading(self, text: str, style: str, level: int) -> Paragraph:
         p = self.para(text, style)
@@ -142,19 +146,31 @@ class Typesetter:
         return KeepTogether([VectorFigure(fig, max_height), caption])
 
     def table(self, header: list[str], rows: list[list[str]], align: str = "", widths: list[float] | None = None,
-              caption: str = "", label: str = "") -> list[Flowable]:
+              caption: str = "", label: str = "", groups: list[tuple[str, int]] | None = None) -> list[Flowable]:
         align = align or "l" * len(header)
         head = [self.para(h, "head_r" if a == "r" else "head") for h, a in zip(header, align)]
         body = [[self.para(c, "cell_r" if a == "r" else "cell") for c, a in zip(row, align)] for row in rows]
         col_widths = self._widths([head] + body, align, widths)
-        t = RLTable([head] + body, colWidths=col_widths, repeatRows=1, hAlign="LEFT")
-        t.setStyle(TableStyle([
-            ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ("LINEABOVE", (0, 0), (-1, 0), 0.9, INK), ("LINEBELOW", (0, 0), (-1, 0), 0.5, INK),
-            ("LINEBELOW", (0, -1), (-1, -1), 0.9, INK),
-            ("TOPPADDING", (0, 0), (-1, -1), 1.6), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.6),
-            ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
-        ]))
+        style = [("VALIGN", (0, 0), (-1, -1), "TOP"),
+                 ("TOPPADDING", (0, 0), (-1, -1), 1.6), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.6),
+                 ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3)]
+        top: list[list[Any]] = []
+        if groups:
+            cells: list[Any] = []
+            start = 0
+            for text, span in groups:
+                cells += [self.para(text, "head")] + [""] * (span - 1)
+                if span > 1:
+                    style.append(("SPAN", (start, 0), (start + span - 1, 0)))
+                if text:
+                    style.append(("LINEBELOW", (start, 0), (start + span - 1, 0), 0.4, INK))
+                start += span
+            top = [cells]
+        n_head = len(top) + 1
+        style += [("LINEABOVE", (0, 0), (-1, 0), 0.9, INK), ("LINEBELOW", (0, n_head - 1), (-1, n_head - 1), 0.5, INK),
+                  ("LINEBELOW", (0, -1), (-1, -1), 0.9, INK)]
+        t = RLTable(top + [head] + body, colWidths=col_widths, repeatRows=n_head, hAlign="LEFT")
+        t.setStyle(TableStyle(style))
         out: list[Flowable] = []
         if caption:
             out.append(self.para(f"<b>{label}</b> {caption}", "caption"))
@@ -223,7 +239,7 @@ class Typesetter:
         for table in section.tables:
             if not table.appendix:
                 story += self.table(table.header, table.rows, table.align, table.widths, table.caption,
-                                    self.plan.table_label(table))
+                                    self.plan.table_label(table), table.groups)
         if section.notes:
             story.append(CondPageBreak(60))
             story.append(self.heading(f"{section_number(i, sub + 1)} Notes stored with the results", "h2", 1))
@@ -245,7 +261,7 @@ class Typesetter:
             story += [PageBreak(), self.heading("Appendix B. Full tables", "h1", 0)]
             for _, table in long_tables:
                 story += self.table(table.header, table.rows, table.align, table.widths, table.caption,
-                                    self.plan.table_label(table))
+                                    self.plan.table_label(table), table.groups)
         story.append(CondPageBreak(120))
         story.append(self.heading("References", "h2", 0))
         story += [self.para(ref, "ref") for ref in REFERENCES]
