@@ -50,6 +50,8 @@ def format_outcome(outcome: Outcome) -> str:
 
 def results_record(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     """The JSON-ready results of a theory run: each result's status, checks and timing, a summary, provenance."""
+    import sympy as sp
+
     from mogsim.provenance import provenance
 
     results = []
@@ -62,6 +64,7 @@ def results_record(outcomes: Sequence[Outcome]) -> dict[str, Any]:
                        "passed": sum(c.passed for c in o.checks), "total": len(o.checks)},
             "checks": [{"kind": c.kind, "description": c.description, "passed": c.passed, "detail": c.detail}
                        for c in o.checks],
+            "display_latex": [sp.latex(e) for e in o.derivation.display] if o.derivation is not None else [],
         })
     verified = sum(o.status == "verified" for o in outcomes)
     return {"format": RESULTS_FORMAT, "version": 1,

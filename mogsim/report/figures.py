@@ -36,12 +36,25 @@ def print_style() -> Iterator[None]:
         yield
 
 
-def svg_bytes(fig: Figure) -> bytes:
-    """The figure as SVG (text drawn as paths, so it looks the same everywhere)."""
+def svg_bytes(fig: Figure, *, tight: bool = False) -> bytes:
+    """The figure as SVG (text drawn as paths, so it looks the same everywhere); ``tight`` crops it to its ink."""
     buf = io.BytesIO()
     with rc_context(STYLE):
-        fig.savefig(buf, format="svg")
+        fig.savefig(buf, format="svg", **(dict(bbox_inches="tight", pad_inches=0.03) if tight else {}))
     return buf.getvalue()
+
+
+def equation_figure(latex: str, fontsize: float = 10.0) -> Figure:
+    """A displayed equation from LaTeX, drawn by matplotlib's mathtext (a subset of TeX: no matrices or
+    environments); raises ValueError when mathtext cannot parse it. Save it with ``svg_bytes(fig, tight=True)``."""
+    from matplotlib.mathtext import MathTextParser
+
+    tex = f"${latex.replace(chr(92) + 'limits', '')}$"
+    MathTextParser("path").parse(tex, dpi=72)  # raises ValueError early, before any figure is made
+    with print_style():
+        fig = Figure(figsize=(1, 0.3))
+        fig.text(0, 0, tex, fontsize=fontsize)
+    return fig
 
 
 def _f(row: Mapping[str, Any], key: str) -> float:
@@ -249,6 +262,8 @@ def sweep_positions_figure(rows: Sequence[Mapping[str, Any]], queries: str = "tr
             ax.set_visible(False)
         bar = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[:len(ranks)]), fraction=0.03,
                            pad=0.02)
+        bar.set_ticks(ns, labels=[str(n) for n in ns])
+        bar.minorticks_off()
         bar.set_label("N (training samples)")
     return fig
 

@@ -60,10 +60,31 @@ def _section(plan: Plan, i: int, s: Section) -> str:
     for t in s.tables:
         if not t.appendix:
             out.append(_table(t.header, t.rows, t.align, t.caption, plan.table_label(t), t.groups))
+    if any(t.appendix for t in s.tables):
+        out.append(f"<p>{_m(f'Appendix B lists {plan.appendix_note(s)}.')}</p>")
+    sub = 3
     if s.notes:
-        out.append(f"<h3>{_m(section_number(i, 4))} Notes stored with the results</h3>")
+        sub += 1
+        out.append(f"<h3>{_m(section_number(i, sub))} Notes stored with the results</h3>")
         out += [f"<p>{_m(n)}</p>" for n in s.notes]
+    if s.equations:
+        sub += 1
+        out.append(f"<h3>{_m(section_number(i, sub))} Derivations</h3>")
+        for block in s.equations:
+            out.append(f"<p>{_m(block.heading)}</p>")
+            out += [_equation(tex) for tex in block.latex]
     return "\n".join(out)
+
+
+def _equation(latex: str) -> str:
+    from .figures import equation_figure
+    from .printed import _current
+
+    try:
+        svg = svg_bytes(equation_figure(_current().raw(latex)), tight=True).decode("utf-8")
+    except ValueError:
+        return f"<p><code>{_m(latex)}</code></p>"
+    return '<div style="text-align:center">' + re.sub(r"^<\?xml[^>]*>\s*(<!DOCTYPE[^>]*>\s*)?", "", svg) + "</div>"
 
 
 def render_html(plan: Plan, folders: list[tuple[Path, str]]) -> str:

@@ -43,6 +43,13 @@ class Plan:
     def appendix_tables(self) -> list[tuple[Section, Table]]:
         return [(s, t) for s in self.sections for t in s.tables if t.appendix]
 
+    def appendix_note(self, section: Section) -> str:
+        """``Table 6`` or ``Tables 6 to 9``: the section's tables in appendix B."""
+        numbers = [self.table_numbers[id(t)] for t in section.tables if t.appendix]
+        if len(numbers) == 1:
+            return "Table {}".format(structural(numbers[0], "table"))
+        return "Tables {} to {}".format(structural(numbers[0], "table"), structural(numbers[-1], "table"))
+
 
 def section_number(i: int, sub: int | None = None) -> str:
     """``3`` or ``3.2`` as a structural number."""

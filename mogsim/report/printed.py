@@ -172,12 +172,16 @@ class Ledger:
                                    getattr(item, "role", "")))
         return text
 
+    def raw(self, text: str) -> str:
+        """``text`` with its placeholders replaced by their printed text, unescaped and unrecorded (for text that is
+        drawn, not typeset, such as LaTeX turned into an equation drawing)."""
+        return _TOKEN.sub(lambda m: self.pending[int(m.group(1))].text(), text)
+
     def plain(self, markup: str) -> str:
         """``markup`` with its placeholders printed and its tags removed, as a reader sees it (nothing recorded)."""
         from html import unescape
 
-        text = _TOKEN.sub(lambda m: self.pending[int(m.group(1))].text(), markup)
-        return unescape(re.sub(r"<[^>]+>", "", text))
+        return unescape(re.sub(r"<[^>]+>", "", self.raw(markup)))
 
     def numbers(self) -> set[str]:
         """Every number token in the rendered values' text."""

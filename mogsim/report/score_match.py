@@ -61,7 +61,7 @@ def build_run(f: RunFiles) -> Section:
     index = m("generalization_index")
     decisive = f.num(M, "verdict_detail", "decisive_levels", style="int", optional=True)
     title = f"Score matching on MoLRG: one run (r = {c('rank', 'int')}, N = {c('n', 'int')}, seed {c('seed', 'int')})"
-    answer = (f"The stored verdict is <b>{verdict}</b>" + (f": {reason}." if reason is not None else ".")
+    answer = (f"The stored verdict is <b>{verdict}</b>" + (f" ({reason})." if reason is not None else ".")
               + f" Of the net's samples, a fraction {m('copy_fraction_net')} copy a training point (empirical "
               f"optimum {m('copy_fraction_empirical')}, true score {m('copy_fraction_true')}) and a fraction "
               f"{m('rp_net_true')} reproduce the true-score sampler's sample from the same noise "
@@ -418,6 +418,12 @@ def _sweep_methods(f: RunFiles, seeds_text: str) -> list[str]:
     verdict_rule = f.text(M, "rules", "verdict", optional=True)
     if verdict_rule is not None:
         out.append(f"<b>Verdict.</b> {verdict_rule}")
+    cells = sorted(f.folder.glob("cells/*/metrics.json"))
+    if cells:  # a full sweep folder (not a compact export): each cell stores the verdict rule it was judged by
+        name = str(cells[0].relative_to(f.folder))
+        rule = f.text(name, "verdict_detail", "rule", optional=True)
+        if rule is not None:
+            out.append(f"<b>Verdict rule (stored with each cell).</b> {rule}")
     rule = f.text(M, "transitions", "rule", optional=True)
     if rule is not None:
         out.append(f"<b>Transition.</b> {rule}")

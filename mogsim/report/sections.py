@@ -73,6 +73,14 @@ class Figure:
 
 
 @dataclass
+class Equations:
+    """Displayed mathematics under a heading, typeset from stored LaTeX (matplotlib's mathtext subset)."""
+
+    heading: str
+    latex: list[str]
+
+
+@dataclass
 class Section:
     """What one experiment contributes to a report."""
 
@@ -91,6 +99,8 @@ class Section:
     notes: list[str] = field(default_factory=list)
     #: (label, value) rows of the provenance appendix: command, config, seeds, versions, commit, device, time.
     provenance: list[tuple[str, str]] = field(default_factory=list)
+    #: Displayed derivations, shown after the results.
+    equations: list[Equations] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

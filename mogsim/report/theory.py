@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import InputError
 from .compose import provenance_rows, words
 from .files import RunFiles
-from .sections import Claim, Kind, Section, Table
+from .sections import Claim, Equations, Kind, Section, Table
 
 RESULTS = "theory_results.json"
 FORMAT = "mogsim-theory-results"
@@ -32,7 +32,7 @@ def build_theory(f: RunFiles) -> Section:
               f"and each derived formula matched mogsim's float64 code within the stored tolerance "
               f"{f.num(R, 'summary', 'numeric_tolerance', style='sig2')}.")
     answer += f" Failed: {words(failed)}." if failed else " None failed."
-    claims, tables = [], []
+    claims, tables, equations = [], [], []
     for i, r in enumerate(results):
         counts = ("results", i, "counts")
         measured = (f"{f.num(R, *counts, 'symbolic', style='int')} symbolic claims, "
@@ -50,6 +50,11 @@ def build_theory(f: RunFiles) -> Section:
                  f"{f.text(R, 'results', i, 'checks', j, 'description')}",
                  f"{f.text(R, 'results', i, 'checks', j, 'detail')}"]
                 for j, c in enumerate(r.get("checks", []))]
+        shown = r.get("display_latex") or []
+        if shown:
+            equations.append(Equations(f"<b>{f.text(R, 'results', i, 'title')}</b> "
+                                       f"(<i>{f.text(R, 'results', i, 'name')}</i>)",
+                                       [f"{f.text(R, 'results', i, 'display_latex', j)}" for j in range(len(shown))]))
         tables.append(Table(f"theory-{r.get('name')}", f"Checks of <i>{f.text(R, 'results', i, 'name')}</i> "
                             f"({f.text(R, 'results', i, 'title')}), {f.num(R, 'results', i, 'seconds', style='sig2')} s.",
                             ["kind", "", "claim or formula", "what the check found"], rows, "llll",
@@ -67,7 +72,7 @@ def build_theory(f: RunFiles) -> Section:
     question = ("Are the closed forms mogsim computes with (Tweedie's formula, the empirical, Gaussian and MoLRG "
                 "posterior means, the PCA equivalence of Wang et al.) the exact mathematics the papers state?")
     return Section("theory", "Theory: symbolic derivations checked against the numeric core", f.folder, question,
-                   answer, claims, methods, tables, [], [], prov)
+                   answer, claims, methods, tables, [], [], prov, equations)
 
 
 KINDS = (Kind("theory results", RESULTS, is_theory, build_theory),)

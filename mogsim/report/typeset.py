@@ -76,20 +76,24 @@ def _styles() -> dict[str, ParagraphStyle]:
     }
 
 
-class VectorFigure(Flowable):
-    """A matplotlib figure as a reportlab drawing, scaled to the frame width (and at most ``max_height``)."""
+class VectorDrawing(Flowable):
+    """SVG (from matplotlib) as a reportlab drawing: scaled to the frame width (at most ``max_height`` high), or with
+    ``fill=False`` at its own size, shrunk only when wider than the frame and centred."""
 
-    def __init__(self, figure: Figure, max_height: float | None = None) -> None:
+    def __init__(self, svg: bytes, max_height: float | None = None, fill: bool = True) -> None:
         super().__init__()
         from svglib.svglib import svg2rlg
 
-        self.drawing = svg2rlg(io.BytesIO(svg_bytes(figure.draw())))
+        self.drawing = svg2rlg(io.BytesIO(svg))
         self.max_height = max_height
+        self.fill = fill
         self.scale = 1.0
+        if not fill:
+            self.hAlign = "CENTER"
 
     def wrap(self, avail_width: float, avail_height: float) -> tuple[float, float]:
         d = self.drawing
-        self.scale = avail_width / d.width
+        self.scale = avail_width / d.width if self.fill else min(1.0, avail_width / d.width)
         if self.max_height is not None:
             self.scale = min(self.scale, self.max_height / d.height)
         self.width, self.height = d.width * self.scale, d.height * self.scale
@@ -112,6 +116,13 @@ class _Doc(BaseDocTemplate):
             key = f"h{id(flowable)}"
             self.canv.bookmarkPage(key)
             self.canv.addOutlineEntry(title, key, level=level, closed=level > 0)
+
+
+def _built_by() -> str:
+    """The mogsim version and commit that typeset the report (PDF metadata only: the text prints run files)."""
+    from ..provenance import git_commit, versions
+
+    return f"mogsim {versions().get('mogsim')}, commit {git_commit()}"
 
 
 def _plain(markup: str) -> str:
@@ -143,7 +154,7 @@ class Typesetter:
 
     def figure(self, fig: Figure, max_height: float | None = None) -> Flowable:
         caption = self.para(f"<b>{self.plan.figure_label(fig)}</b> {fig.caption}", "caption")
-        return KeepTogether([VectorFigure(fig, max_height), caption])
+        return KeepTogether([VectorDrawing(svg_bytes(fig.draw()), max_height), caption])
 
     def table(self, header: list[str], rows: list[list[str]], align: str = "", widths: list[float] | None = None,
               caption: str = "", label: str = "", groups: list[tuple[str, int]] | None = None) -> list[Flowable]:
@@ -240,11 +251,32 @@ class Typesetter:
             if not table.appendix:
                 story += self.table(table.header, table.rows, table.align, table.widths, table.caption,
                                     self.plan.table_label(table), table.groups)
+        if any(t.appendix for t in section.tables):
+            story.append(self.para(f"Appendix B lists {self.plan.appendix_note(section)}."))
         if section.notes:
+            sub += 1
             story.append(CondPageBreak(60))
-            story.append(self.heading(f"{section_number(i, sub + 1)} Notes stored with the results", "h2", 1))
+            story.append(self.heading(f"{section_number(i, sub)} Notes stored with the results", "h2", 1))
             story += [self.para(n) for n in section.notes]
+        if section.equations:
+            sub += 1
+            story.append(self.heading(f"{section_number(i, sub)} Derivations", "h2", 1))
+            for block in section.equations:
+                story.append(CondPageBreak(50))
+                story.append(self.para(block.heading))
+                for tex in block.latex:
+                    story += [self.equation(tex), Spacer(1, 4)]
         return story
+
+    def equation(self, latex: str) -> Flowable:
+        """A displayed equation (``latex`` holds a stored string's placeholder); LaTeX that matplotlib's mathtext
+        cannot typeset is shown as its source text."""
+        from .figures import equation_figure
+
+        try:
+            return VectorDrawing(svg_bytes(equation_figure(self.ledger.raw(latex)), tight=True), fill=False)
+        except ValueError:
+            return self.para(latex, "small")
 
     def appendix(self) -> list[Flowable]:
         story: list[Flowable] = [PageBreak(), self.heading("Appendix A. Provenance", "h1", 0)]
@@ -285,7 +317,8 @@ class Typesetter:
 
         doc = _Doc(str(path), pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
                    bottomMargin=MARGIN, title=REPORT_TITLE + ": " + ", ".join(s.kind for s in self.plan.sections),
-                   author="mogsim", creator="mogsim report", subject="Claims, measurements and provenance of runs")
+                   author="mogsim", creator=f"mogsim report ({_built_by()})",
+                   subject="Claims, measurements and provenance of runs")
         frame = Frame(MARGIN, MARGIN, self.width, A4[1] - 2 * MARGIN, id="body", leftPadding=0, rightPadding=0,
                       topPadding=0, bottomPadding=0)
         doc.addPageTemplates([PageTemplate("page", [frame], onPage=footer)])
