@@ -27,7 +27,7 @@ from reportlab.platypus import (BaseDocTemplate, CondPageBreak, Flowable, Frame,
 from .figures import svg_bytes
 from .layout import CLAIMS_CAPTION, CLAIMS_HEADER, REFERENCES, REPORT_TITLE, Plan, claims_label, section_number
 from .printed import Ledger, resolve, structural
-from .sections import Figure, Section, Table
+from .sections import Figure, Section
 
 SERIF, SERIF_BOLD, SERIF_ITALIC, SERIF_BOLD_ITALIC = "STIX", "STIX-Bold", "STIX-Italic", "STIX-BoldItalic"
 MARGIN = 1.9 * cm
