@@ -280,11 +280,17 @@ def build_sweep(f: RunFiles) -> Section:
     rank_words = words([f"{f.key_text(M, *tr, 'n_star', r)}" for r in nstar]) if nstar else DASH
     title = (f"Score matching on MoLRG: sweep over N and r ({b('steps', 'int')} steps × batch "
              f"{b('batch', 'int')})")
+    stored = stored_claims(f, M)
+    if slope is None:
+        growth = "no fit of N* against r is stored"
+    elif stored:
+        growth = f"{slope_text}; the experiment's own judgments are in the claims table"
+    else:
+        growth = f"{slope_text}, with no interval stored, so growth with r is not judged here"
     answer = (f"At N = {n_num[small]} the stored verdict is {_in_cells(small_labels, small_values)} "
               f"(generalization index {spread(at[small], 'generalization_index')}), and at N = {n_num[large]} it is "
               f"{_in_cells(large_labels, large_values)} (index {spread(at[large], 'generalization_index')}). "
-              f"The stored transition N*(r) is {nstar_text} for r = {rank_words}; {slope_text}, with no interval "
-              "stored, so growth with r is not judged here.")
+              f"The stored transition N*(r) is {nstar_text} for r = {rank_words}; {growth}.")
     claims = [
         Claim(SMALL_N, f"N = {n_num[small]}: verdict {_in_cells(small_labels, small_values)}; generalization "
               f"index {spread(at[small], 'generalization_index')}; copies {spread(at[small], 'copy_fraction_net')} "
@@ -301,7 +307,7 @@ def build_sweep(f: RunFiles) -> Section:
                             f"{spread(at[large], 'rp_net_true')}; at N = {n_num[small]}: "
                             f"{spread(at[small], 'rp_net_true')}", "not judged", "the files store no rule for "
                             "agreement"))
-    claims = stored_claims(f, M) or claims
+    claims = stored or claims
     seeds_text = join([f"{f.num(M, 'config', 'seeds', i, style='id')}" for i in
                        range(len(f.get(M, "config", "seeds")))])
     fig_caption = (f"The sweep against N, one colour per rank r; lines: mean over seeds {seeds_text}, bands: range "

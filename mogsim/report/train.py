@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .compose import DASH, kv_list, provenance_rows
+from .compose import DASH, kv_list, provenance_rows, value_text, words
 from .files import RunFiles
 from .sections import Figure, Kind, Section, Table
 
@@ -44,23 +44,41 @@ def build_train(f: RunFiles) -> Section:
                               "norm. Look at whether the loss still falls at the end: then a longer budget would "
                               "change the network.", lambda: _draw_loss(f), key=True))
     tables = [Table("train-summary", "The run's stored summary (summary.json).", ["quantity", "value"],
-                    _summary_rows(f), "lr", [2, 1])]
+                    _summary_rows(f), "lr")]
+    data, train, budget = ("data",), ("train",), ("budget",)
     methods = [
-        f"<b>Data.</b> {kv_list(f, C, 'data', skip=('sha256',))}.",
-        f"<b>Model.</b> {net} ({f.num(C, 'parameters', style='int')} parameters): "
-        f"{kv_list(f, C, 'train', 'net', 'kwargs')}.",
-        f"<b>Recipe.</b> {kv_list(f, C, 'train', skip=('net',))}.",
-        f"<b>Budget.</b> {kv_list(f, C, 'budget')}.",
+        "<b>Data.</b> " + _phrases(f, data, [("num_items", "{} items"), ("sample_shape", "of shape {}"),
+                                             ("source", "from {}"), ("format", "({} format)"), ("split", "split {}"),
+                                             ("subset_seed", "subset seed {}"), ("balanced", "class-balanced: {}")]),
+        f"<b>Model.</b> {net} ({f.num(C, 'parameters', style='int')} parameters; "
+        f"{kv_list(f, C, 'train', 'net', 'kwargs')}), "
+        + _phrases(f, train, [("precond", "{} preconditioning"), ("sigma_data", "σ<sub>data</sub> = {}")]),
+        "<b>Recipe.</b> Adam, " + _phrases(f, train, [
+            ("lr", "learning rate {}"), ("lr_warmup_images", "warm-up over {} images"), ("batch", "batch {}"),
+            ("ema_halflife_images", "EMA half-life {} images"), ("ema_rampup_ratio", "EMA ramp-up ratio {}"),
+            ("grad_clip", "gradient clipping at {}"), ("xflip", "x-flips: {}"), ("seed", "seed {}"),
+            ("bf16", "bf16 autocast: {}"), ("tf32", "TF32: {}")]),
+        "<b>Budget.</b> " + _phrases(f, budget, [("kind", "given as {}"), ("steps", "{} steps"),
+                                                 ("images", "{} images"), ("epochs", "{} epochs")]),
     ]
     prov = provenance_rows(f, C, "provenance", label="first launch:")
     launches = f.get(C, "launches", default=[]) or []
     for i in range(len(launches)):
         prov.append((f"launch: {f.text(C, 'launches', i, 'started_utc')}", kv_list(f, C, "launches", i)))
-    prov += [("runtime", kv_list(f, C, "runtime")),
+    prov += [("training configuration", kv_list(f, C, "train")), ("data", kv_list(f, C, "data")),
+             ("runtime", kv_list(f, C, "runtime")),
              ("data fingerprint (sha256)", f"{f.text(C, 'data', 'sha256', optional=True) or DASH}")]
     if f.exists("subset.json"):
         prov.append(("subset", kv_list(f, "subset.json", skip=("indices",))))
     return Section("train run", title, f.folder, question, answer, [], methods, tables, figures, [], prov)
+
+
+def _phrases(f: RunFiles, keys: tuple[str, ...], phrases: list[tuple[str, str]]) -> str:
+    """``a 1, b 2 and c x.`` from the stored fields under ``keys`` of config.json that exist (others are skipped,
+    so renamed or new fields never break the sentence; appendix A lists the whole configuration)."""
+    node = f.get("config.json", *keys, default={}) or {}
+    parts = [phrase.format(value_text(f, "config.json", *keys, key)) for key, phrase in phrases if key in node]
+    return (words(parts) if parts else "see appendix A") + "."
 
 
 def _summary_rows(f: RunFiles) -> list[list[str]]:
