@@ -25,7 +25,7 @@ import pytest
 from mogsim.cli.app import main
 from mogsim.errors import InputError
 from mogsim.report import write_report
-from mogsim.report.printed import KEY, NUMBER, UnsourcedNumber, format_number, new_ledger, resolve
+from mogsim.report.printed import KEY, NUMBER, UnsourcedNumber, format_number, new_ledger, plain_text, resolve
 from mogsim.report.sections import build_sections
 
 pypdf = pytest.importorskip("pypdf")
@@ -114,13 +114,12 @@ def check_report(result: Any) -> str:
     for heading in ("Claims and measurements", "Methods", "Results"):
         assert page.count(heading) >= len(result.sections)
     assert "Appendix A. Provenance" in page and "References" in page
-    plain = result.ledger.plain
     for section in result.sections:
-        assert flat(plain(section.title))[:40] in page
+        assert flat(plain_text(section.title))[:40] in page
         for fig in section.figures:
-            assert flat(plain(fig.caption))[:50] in page, fig.label
+            assert flat(plain_text(fig.caption))[:50] in page, fig.label
         for table in section.tables:
-            assert flat(plain(table.caption))[:30] in page, table.label
+            assert flat(plain_text(table.caption))[:30] in page, table.label
     for k in range(1, 1 + sum(len(s.figures) for s in result.sections)):
         assert f"Figure {k}." in page
     return text
@@ -149,6 +148,8 @@ def test_report_of_the_committed_export_from_its_combined_files(tmp_path: Path) 
     nstar = json.loads((EXPORT_3K / "sweep_metrics.json").read_text())["transitions"]["n_star"]
     assert f"N*(r) is {format_number(nstar['2'])}, " in flat(text)
     assert result.pages >= 5
+    for cited in ("ICML 2024.", "arXiv 2409.02426.", "NeurIPS 2022."):  # strings made at import time
+        assert cited in flat(text)
 
 
 def test_cli_writes_the_report(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -214,6 +215,15 @@ def test_bad_input_is_one_line_exit_2_and_no_pdf(runs: dict[str, Path], tmp_path
     assert not list((tmp_path / "out").iterdir())  # no PDF, no temporary file
 
 
+def test_a_string_made_in_one_build_prints_the_same_in_another(tmp_path: Path) -> None:
+    from mogsim.report.printed import Num, Source
+
+    with new_ledger():
+        made = f"N* = {Num(150.153, Source(tmp_path / 'm.json', ('n_star',)))}"
+    with new_ledger() as other:
+        assert resolve(made) == "N* = 150" and [e.text for e in other.rendered] == ["150"]
+
+
 def test_unsourced_numbers_are_refused() -> None:
     with new_ledger():
         with pytest.raises(UnsourcedNumber):
@@ -262,8 +272,7 @@ def _export_with_verdicts(tmp_path: Path, smallest_n: list[str]) -> Path:
     (["undecided"], "no"),
 ])
 def test_agreement_reads_the_stored_verdicts(tmp_path: Path, verdicts: list[str], agrees: str) -> None:
-    with new_ledger():
-        (section,) = build_sections([_export_with_verdicts(tmp_path, verdicts)])
+    (section,) = build_sections([_export_with_verdicts(tmp_path, verdicts)])
     small_n = section.claims[0]
     assert small_n.agrees == agrees
     growth = section.claims[2]
@@ -276,12 +285,11 @@ def test_stored_claims_replace_the_default_reading(tmp_path: Path) -> None:
     metrics["paper_claims"] = [{"paper": "N* grows with r", "measured": "b in [0.1, 0.4]", "agrees": "partly",
                                 "basis": "bootstrap interval"}]
     (folder / "sweep_metrics.json").write_text(json.dumps(metrics))
-    with new_ledger() as ledger:
-        (section,) = build_sections([folder])
-    assert [(c.agrees, ledger.plain(c.basis)) for c in section.claims] == [("partly", "bootstrap interval")]
+    (section,) = build_sections([folder])
+    assert [(c.agrees, plain_text(c.basis)) for c in section.claims] == [("partly", "bootstrap interval")]
     metrics["paper_claims"][0]["agrees"] = "probably"
     (folder / "sweep_metrics.json").write_text(json.dumps(metrics))
-    with pytest.raises(InputError, match="paper_claims"), new_ledger():
+    with pytest.raises(InputError, match="paper_claims"):
         build_sections([folder])
 
 
@@ -291,9 +299,8 @@ def test_incomplete_sweep_and_missing_values_are_said(tmp_path: Path) -> None:
     metrics.update(complete=False, cells_done=100)
     metrics["transitions"]["n_star"]["2"] = None
     (folder / "sweep_metrics.json").write_text(json.dumps(metrics))
-    with new_ledger() as ledger:
-        (section,) = build_sections([folder])
-    text = " ".join(ledger.plain(t) for t in [section.answer, *section.notes, *(c.measured for c in section.claims)])
+    (section,) = build_sections([folder])
+    text = " ".join(plain_text(t) for t in [section.answer, *section.notes, *(c.measured for c in section.claims)])
     assert "Incomplete sweep: 100 of 108 cells finished" in text and "not crossed" in text
 
 

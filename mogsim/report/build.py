@@ -10,7 +10,7 @@ from typing import Sequence
 from ..errors import InputError
 from ..io import atomic_path
 from .files import RunFiles
-from .printed import Entry, Ledger, new_ledger
+from .printed import Entry, new_ledger
 from .sections import Section, expand
 
 
@@ -24,8 +24,6 @@ class ReportResult:
     #: Every value the PDF's text shows, with its source (numbers and stored strings) or role (structural).
     printed: list[Entry] = field(default_factory=list)
     html: Path | None = None
-    #: The build's ledger: ``ledger.plain(section.title)`` gives a section's text as printed.
-    ledger: Ledger | None = None
 
 
 def check_target(path: str | os.PathLike, option: str = "--out") -> Path:
@@ -78,4 +76,4 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_pdf: str | os.PathLi
             with atomic_path(html_target) as tmp:
                 tmp.write_text(render_html(layout, folders), encoding="utf-8")
                 _readable(tmp)
-    return ReportResult(target, pages, sections, printed, html_target, ledger)
+    return ReportResult(target, pages, sections, printed, html_target)

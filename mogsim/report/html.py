@@ -78,10 +78,10 @@ def _section(plan: Plan, i: int, s: Section) -> str:
 
 def _equation(latex: str) -> str:
     from .figures import equation_figure
-    from .printed import _current
+    from .printed import raw_text
 
     try:
-        svg = svg_bytes(equation_figure(_current().raw(latex)), tight=True).decode("utf-8")
+        svg = svg_bytes(equation_figure(raw_text(latex)), tight=True).decode("utf-8")
     except ValueError:
         return f"<p><code>{_m(latex)}</code></p>"
     return '<div style="text-align:center">' + re.sub(r"^<\?xml[^>]*>\s*(<!DOCTYPE[^>]*>\s*)?", "", svg) + "</div>"

@@ -1,7 +1,8 @@
 """Printed values that remember where they are stored, so a report can never print a number it did not read.
 
 Section code writes ordinary f-strings; a value read from a run's files is a :class:`Num` (or a :class:`StoredText`)
-whose ``format`` leaves a placeholder token in the string. When the typesetter renders the string,
+whose ``format`` leaves a placeholder token in the string (an index into a process-wide registry, so a string made
+at import time, e.g. a citation, resolves the same in every build). When the typesetter renders the string,
 :func:`resolve` replaces each token by the printed text, escapes it for markup, and records it in the build's
 :class:`Ledger`. Any number left in the literal text around the tokens is a bug and raises :class:`UnsourcedNumber`:
 prose holds words, every number comes from a file (or is structural: a figure, table, section or page number, or a
@@ -17,6 +18,7 @@ import contextlib
 import contextvars
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -59,7 +61,9 @@ class Printed:
         raise NotImplementedError
 
     def __format__(self, spec: str) -> str:
-        return _current().token(self)
+        with _LOCK:
+            _REGISTRY.append(self)
+            return f"{_OPEN}{len(_REGISTRY) - 1}{_CLOSE}"
 
     def __str__(self) -> str:
         return format(self, "")
@@ -155,16 +159,34 @@ class Entry:
     role: str = ""
 
 
+#: Every value formatted into a string in this process, indexed by its placeholder (append-only: a few thousand
+#: small objects per report).
+_REGISTRY: list[Printed] = []
+_LOCK = threading.Lock()
+
+
+def _printed(match: re.Match[str]) -> Printed:
+    return _REGISTRY[int(match.group(1))]
+
+
+def raw_text(text: str) -> str:
+    """``text`` with its placeholders replaced by their printed text, unescaped and unrecorded (for text that is
+    drawn, not typeset, such as LaTeX turned into an equation drawing)."""
+    return _TOKEN.sub(lambda m: _printed(m).text(), text)
+
+
+def plain_text(markup: str) -> str:
+    """``markup`` with its placeholders printed and its tags removed, as a reader sees it (nothing recorded)."""
+    from html import unescape
+
+    return unescape(re.sub(r"<[^>]+>", "", raw_text(markup)))
+
+
 @dataclass
 class Ledger:
-    """The placeholders handed out while building a report, and the values actually rendered."""
+    """The values a report build rendered, in order."""
 
-    pending: list[Printed] = field(default_factory=list)
     rendered: list[Entry] = field(default_factory=list)
-
-    def token(self, item: Printed) -> str:
-        self.pending.append(item)
-        return f"{_OPEN}{len(self.pending) - 1}{_CLOSE}"
 
     def record(self, item: Printed) -> str:
         text = item.text()
@@ -172,20 +194,6 @@ class Ledger:
                                    getattr(item, "role", "")))
         return text
 
-    def raw(self, text: str) -> str:
-        """``text`` with its placeholders replaced by their printed text, unescaped and unrecorded (for text that is
-        drawn, not typeset, such as LaTeX turned into an equation drawing)."""
-        return _TOKEN.sub(lambda m: self.pending[int(m.group(1))].text(), text)
-
-    def plain(self, markup: str) -> str:
-        """``markup`` with its placeholders printed and its tags removed, as a reader sees it (nothing recorded)."""
-        from html import unescape
-
-        return unescape(re.sub(r"<[^>]+>", "", self.raw(markup)))
-
-    def numbers(self) -> set[str]:
-        """Every number token in the rendered values' text."""
-        return {m.group() for e in self.rendered for m in NUMBER.finditer(e.text)}
 
 
 _LEDGER: contextvars.ContextVar[Ledger] = contextvars.ContextVar("mogsim_report_ledger")
@@ -198,7 +206,7 @@ def _current() -> Ledger:
 
 @contextlib.contextmanager
 def new_ledger() -> Iterator[Ledger]:
-    """A fresh ledger for one report build (sections built inside it hand out its tokens)."""
+    """A fresh ledger for one report build: what is resolved inside is recorded there."""
     ledger = Ledger()
     reset = _LEDGER.set(ledger)
     try:
@@ -217,7 +225,7 @@ def resolve(text: str, *, markup: bool = True) -> str:
     out, pos = [], 0
     for m in _TOKEN.finditer(text):
         out.append(_literal(text[pos:m.start()]))
-        printed = ledger.record(ledger.pending[int(m.group(1))])
+        printed = ledger.record(_printed(m))
         out.append(escape(printed) if markup else printed)
         pos = m.end()
     out.append(_literal(text[pos:]))

@@ -152,5 +152,5 @@ def expand(paths: list[Path]) -> list[tuple[Path, Kind]]:
 
 
 def build_sections(paths: list[str | Path]) -> list[Section]:
-    """The sections of the given run folders, in order (build them inside :func:`~.printed.new_ledger`)."""
+    """The sections of the given run folders, in order."""
     return [kind.build(RunFiles(path)) for path, kind in expand([Path(p) for p in paths])]

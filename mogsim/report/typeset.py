@@ -26,7 +26,7 @@ from reportlab.platypus import (BaseDocTemplate, CondPageBreak, Flowable, Frame,
 
 from .figures import svg_bytes
 from .layout import CLAIMS_CAPTION, CLAIMS_HEADER, REFERENCES, REPORT_TITLE, Plan, claims_label, section_number
-from .printed import Ledger, resolve, structural
+from .printed import Ledger, raw_text, resolve, structural
 from .sections import Figure, Section
 
 SERIF, SERIF_BOLD, SERIF_ITALIC, SERIF_BOLD_ITALIC = "STIX", "STIX-Bold", "STIX-Italic", "STIX-BoldItalic"
@@ -274,7 +274,7 @@ class Typesetter:
         from .figures import equation_figure
 
         try:
-            return VectorDrawing(svg_bytes(equation_figure(self.ledger.raw(latex)), tight=True), fill=False)
+            return VectorDrawing(svg_bytes(equation_figure(raw_text(latex)), tight=True), fill=False)
         except ValueError:
             return self.para(latex, "small")
 
