@@ -173,6 +173,7 @@ def _copy_run(src: Path, dst: Path) -> Path:
     ("missing-csv", "per_sigma.csv: missing"),
     ("csv-not-a-number", "per_sigma.csv: damaged CSV (row 2, column sigma"),
     ("csv-ragged", "per_sigma.csv: damaged CSV"),
+    ("csv-figure-column", "per_sigma.csv: damaged CSV (row 2, column e_true"),
     ("missing-field", "metrics.json: no field verdict"),
     ("damaged-npz", "samples.npz: damaged"),
     ("out-is-folder", "--out"),
@@ -197,6 +198,14 @@ def test_bad_input_is_one_line_exit_2_and_no_pdf(runs: dict[str, Path], tmp_path
         lines = (run / "per_sigma.csv").read_text().splitlines()
         lines[1] = lines[1].replace(lines[1].split(",")[1], "abc", 1)
         (run / "per_sigma.csv").write_text("\n".join(lines) + "\n")
+    elif damage == "csv-figure-column":  # a column only the figure reads
+        with open(run / "per_sigma.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        rows[0]["e_true"] = "x"
+        with open(run / "per_sigma.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
     elif damage == "csv-ragged":
         (run / "per_sigma.csv").write_text((run / "per_sigma.csv").read_text() + "true,1.0\n")
     elif damage == "missing-field":

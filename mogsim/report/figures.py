@@ -75,8 +75,8 @@ def per_sigma_figure(rows: Sequence[Mapping[str, Any]], title: str = "") -> Figu
     ``l_score_empirical``, ``e_true``, ``e_empirical``, ``reference_gap``, ``position``, ``decisive``).
     """
     with print_style():
-        fig = Figure(figsize=(6.9, 2.75))
-        fig.subplots_adjust(left=0.07, right=0.99, bottom=0.15, top=0.76 if title else 0.8, wspace=0.3)
+        fig = Figure(figsize=(6.9, 3.0 if title else 2.85))
+        fig.subplots_adjust(left=0.07, right=0.99, bottom=0.14, top=0.7 if title else 0.76, wspace=0.3)
         ax_l, ax_d, ax_t = fig.subplots(1, 3)
         for queries, (ls, _) in _QUERY_STYLE.items():
             sub = [r for r in rows if r["queries"] == queries]
@@ -108,10 +108,10 @@ def per_sigma_figure(rows: Sequence[Mapping[str, Any]], title: str = "") -> Figu
                    Line2D([], [], color="k", ls="-", label=_QUERY_STYLE["true"][1]),
                    Line2D([], [], color="k", ls="--", label=_QUERY_STYLE["train"][1]),
                    Line2D([], [], color="tab:green", marker="o", ls="", label="decisive level")]
-        fig.legend(handles=handles, loc="upper center", ncol=6, bbox_to_anchor=(0.5, 1.0), handlelength=1.8,
-                   columnspacing=1.2)
+        fig.legend(handles=handles, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.0), handlelength=2.2,
+                   columnspacing=2.0)
         if title:
-            fig.suptitle(title, y=0.9)
+            fig.suptitle(title, y=0.84)
     return fig
 
 
@@ -153,7 +153,7 @@ def _by_rank(rows: Sequence[Mapping[str, Any]], key: str) -> dict[int, tuple[np.
     for r in rows:
         v = r.get(key)
         if v is None or v == "" or math.isnan(float(v)):
-            continue
+            continue  # absent, empty or NaN (e.g. no decisive level)
         groups[int(r["rank"])][int(r["n"])].append(float(v))
     out = {}
     for rank, by_n in sorted(groups.items()):
@@ -175,7 +175,7 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], transitions: Mapping[str, An
     """
     with print_style():
         fig = Figure(figsize=(6.9, 5.4))
-        fig.subplots_adjust(left=0.085, right=0.99, bottom=0.08, top=0.93 if title else 0.96, wspace=0.24,
+        fig.subplots_adjust(left=0.085, right=0.99, bottom=0.08, top=0.9 if title else 0.96, wspace=0.24,
                             hspace=0.36)
         axes = fig.subplots(2, 2)
         ranks = sorted({int(r["rank"]) for r in rows})
@@ -219,7 +219,7 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], transitions: Mapping[str, An
                 ax.minorticks_off()
         axes[0, 0].legend(loc="lower left")
         if title:
-            fig.suptitle(title)
+            fig.suptitle(title, y=0.985)
     return fig
 
 

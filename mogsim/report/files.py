@@ -131,11 +131,20 @@ class RunFiles:
             return None
         return Num(value, Source(self.path(name), ("row", row, column)), style)
 
+    def numeric_rows(self, name: str, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The CSV rows with ``columns`` (those present) as floats (NaN where empty), for figures; a cell that is not a
+        number is an InputError naming the file, row and column."""
+        rows = self.csv(name)
+        present = [c for c in columns if rows and c in rows[0]]
+        out = []
+        for i, row in enumerate(rows):
+            converted: dict[str, Any] = dict(row)
+            for c in present:
+                num = self.cell(name, i, c)
+                converted[c] = float("nan") if num is None else float(num.value)
+            out.append(converted)
+        return out
+
     def cell_text(self, name: str, row: int, column: str) -> StoredText:
         """The string in ``column`` of data row ``row`` of CSV file ``name``."""
         return StoredText(self.csv(name, (column,))[row][column], Source(self.path(name), ("row", row, column)))
-
-    def cell_float(self, name: str, row: int, column: str) -> float:
-        """The number in a CSV cell as a float (NaN if empty), for figures."""
-        num = self.cell(name, row, column)
-        return float("nan") if num is None else float(num.value)

@@ -202,10 +202,19 @@ def _cell(f: RunFiles, name: str, row: int, column: str, style: str) -> str:
     return f"{num}" if num is not None else DASH
 
 
+#: The numeric columns of per_sigma.csv (and sweep_per_sigma.csv) the figures draw.
+PER_SIGMA_NUMBERS = ("sigma", "l_score_true", "l_score_empirical", "e_true", "e_empirical", "reference_gap",
+                     "position")
+#: The numeric columns of sweep_table.csv the sweep figure draws.
+SWEEP_NUMBERS = ("rank", "n", "seed", "generalization_index", "copy_fraction_net", "rp_net_true", "l_score_true",
+                 "l_score_empirical", "l_score_true_band", "l_score_empirical_band")
+
+
 def _draw_per_sigma(f: RunFiles) -> Any:
     from .figures import per_sigma_figure
 
-    return per_sigma_figure(f.csv("per_sigma.csv", PER_SIGMA_COLUMNS))
+    f.csv("per_sigma.csv", PER_SIGMA_COLUMNS)
+    return per_sigma_figure(f.numeric_rows("per_sigma.csv", PER_SIGMA_NUMBERS))
 
 
 def _draw_samples(f: RunFiles) -> Any:
@@ -439,21 +448,18 @@ def _sweep_methods(f: RunFiles, seeds_text: str) -> list[str]:
     return out
 
 
-def _table_rows(f: RunFiles) -> list[dict[str, Any]]:
-    """The sweep table's rows as plain values for the figures."""
-    return [dict(r) for r in f.csv("sweep_table.csv", SWEEP_COLUMNS)]
-
-
 def _draw_sweep(f: RunFiles) -> Any:
     from .figures import sweep_figure
 
-    return sweep_figure(_table_rows(f), f.get("sweep_metrics.json", "transitions", default=None))
+    rows = f.numeric_rows("sweep_table.csv", SWEEP_NUMBERS)
+    return sweep_figure(rows, f.get("sweep_metrics.json", "transitions", default=None))
 
 
 def _draw_positions(f: RunFiles) -> Any:
     from .figures import sweep_positions_figure
 
-    return sweep_positions_figure(f.csv("sweep_per_sigma.csv", ("rank", "n", "seed") + PER_SIGMA_COLUMNS))
+    f.csv("sweep_per_sigma.csv", ("rank", "n", "seed") + PER_SIGMA_COLUMNS)
+    return sweep_positions_figure(f.numeric_rows("sweep_per_sigma.csv", ("rank", "n", "seed") + PER_SIGMA_NUMBERS))
 
 
 KINDS = (Kind("score-match sweep", "sweep_metrics.json or sweep_config.json", is_sweep, build_sweep),

@@ -103,7 +103,8 @@ def _summary_rows(f: RunFiles) -> list[list[str]]:
 def _draw_loss(f: RunFiles) -> Any:
     from .figures import loss_figure
 
-    return loss_figure(f.csv("log.csv", LOG_COLUMNS))
+    f.csv("log.csv", LOG_COLUMNS)
+    return loss_figure(f.numeric_rows("log.csv", ("step", "loss", "lr", "grad_norm")))
 
 
 KINDS = (Kind("train run", "config.json with format mogsim-train-run", is_train, build_train),)
