@@ -32,7 +32,7 @@ def value_text(files: RunFiles, name: str, *keys: Any, style: str = "sig4") -> s
 
 
 def kv_list(files: RunFiles, name: str, *keys: Any, skip: Sequence[str] = (), style: str = "sig4") -> str:
-    """``a = 1, b = x, c.d = 2`` for the JSON object at ``keys`` (nested objects flattened)."""
+    """``a = 1; b = x; c: (d = 2)`` for the JSON object at ``keys`` (keys in italics, nested objects in brackets)."""
     node = files.get(name, *keys)
     parts = []
     for k, v in node.items():
