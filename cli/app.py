@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "score_match",
     "train",
     "theory",
+    "report",
 )
 
 app = typer.Typer(

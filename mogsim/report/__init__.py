@@ -1,13 +1,25 @@
-"""Figures and PDF reports of runs and sweeps (matplotlib, drawn without pyplot on the Agg canvas).
+"""Reports of runs: paper-style PDF (and HTML) from run folders, and the figures they show.
 
-* :mod:`.figures` -- per-sigma errors of a run, sample statistics, the Fig. 5-style sweep summary, text pages;
-* :mod:`.pdf` -- multi-page PDF assembly with ``PdfPages``.
+* :func:`write_report` (:mod:`.build`): ``mogsim report RUN_DIR ... --out report.pdf``;
+* :mod:`.sections`: the interface an experiment implements to contribute a section (one module per experiment:
+  :mod:`.score_match`, :mod:`.train`, :mod:`.theory`);
+* :mod:`.figures`: matplotlib figures (also used by the experiments for their PNGs);
+* :mod:`.pdf`: the old matplotlib-page reports, kept until the experiments call :func:`write_report`.
 
-Imported lazily by the experiments, so the numeric core runs where matplotlib is missing.
+Nothing heavy is imported until used: ``import mogsim.report`` needs neither reportlab nor matplotlib, so a GPU
+image with only torch and numpy can import the package (and skips drawing).
 """
 
-from .figures import per_sigma_figure, samples_figure, sweep_figure, text_figure
-from .pdf import write_pdf, write_run_report, write_sweep_report
+from __future__ import annotations
 
-__all__ = ["per_sigma_figure", "samples_figure", "sweep_figure", "text_figure", "write_pdf", "write_run_report",
-           "write_sweep_report"]
+from typing import Any
+
+__all__ = ["ReportResult", "write_report"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

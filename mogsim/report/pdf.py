@@ -1,4 +1,9 @@
-"""PDF reports of score-matching runs and sweeps (matplotlib's ``PdfPages``, Agg rendering, no pyplot)."""
+"""The old PDF reports of score-matching runs and sweeps (matplotlib's ``PdfPages``: text pages and figures).
+
+Superseded by :func:`mogsim.report.write_report` (``mogsim report``). Kept only while ``mogsim.experiments``
+still calls :func:`write_run_report` and :func:`write_sweep_report`; delete this module once they call
+``write_report([folder], folder / "report.pdf")`` instead.
+"""
 
 from __future__ import annotations
 
