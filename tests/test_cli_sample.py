@@ -4,18 +4,17 @@ Bad input (one line, exit 2, no files) is tested in ``test_bad_inputs.py``."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shlex
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cifar_like import write_edm_zip
 from mogsim.cli.app import main
 
 
@@ -130,22 +129,8 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(tmp_path, capsys)
 
 @pytest.fixture
 def cifar_like_zip(tmp_path) -> Path:
-    """1,100 random 32x32 PNGs in EDM's zip layout, sorted by class: enough for the README's --n 1024."""
-    from PIL import Image
-
-    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-    path = tmp_path / "cifar-like.zip"
-    rng = np.random.default_rng(0)
-    labels = []
-    with zipfile.ZipFile(path, "w") as zf:
-        for i in range(1100):
-            name = f"{classes[i // 110]}/{i:04d}.png"
-            buf = io.BytesIO()
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, format="PNG")
-            zf.writestr(name, buf.getvalue())
-            labels.append([name, i // 110])
-        zf.writestr("dataset.json", json.dumps({"labels": labels}))
-    return path
+    """1,100 random images in EDM's zip layout: enough for the README's --n 1024."""
+    return write_edm_zip(tmp_path / "cifar-like.zip", 1100)
 
 
 def _readme_commands() -> list[tuple[list[str], list[str]]]:

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from cifar_like import write_edm_zip
 from mogsim.data import images_to_tensor, load_cifar10, load_training_set, subset_indices
 from mogsim.errors import InputError
 
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
 @pytest.fixture(scope="module")
 def edm_zip(tmp_path_factory):
-    """20 random 32x32 RGB PNGs, 2 per class, in EDM's dataset-tool layout, sorted by class like the real zips."""
-    path = tmp_path_factory.mktemp("data") / "tiny.zip"
-    rng = np.random.default_rng(0)
-    labels = []
-    with zipfile.ZipFile(path, "w") as zf:
-        for i in range(20):
-            name = f"{CLASSES[i // 2]}/{i:04d}.png"
-            buf = io.BytesIO()
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), "RGB").save(buf, format="PNG")
-            zf.writestr(name, buf.getvalue())
-            labels.append([name, i // 2])
-        zf.writestr("dataset.json", json.dumps({"labels": labels}))
-    return path
+    """20 random 32x32 RGB PNGs, 2 per class, sorted by class like the real zips."""
+    return write_edm_zip(tmp_path_factory.mktemp("data") / "tiny.zip", 20)
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".npz", ".pt"])
