@@ -25,7 +25,7 @@ def test_empirical_limits(dtype):
     train = torch.randn(20, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     den = EmpiricalDenoiser(train)
     x = _queries(train).to(dtype)
-    tol = 1e-15 if dtype == torch.float64 else 1e-7
+    tol = 1e-15 if dtype == torch.float64 else 3e-7  # float32: the rounding of (y - mean) + mean
     assert relative_error(den(x, TINY), train[den.nearest(x)].to(dtype)) < tol
     assert relative_error(den(x, HUGE), train.mean(0).expand(4, 6).to(dtype)) < tol
     for sigma in (TINY, 1e-160, 1e-30, HUGE):  # no NaN anywhere along the way
