@@ -19,6 +19,20 @@ COMMAND_MODULES: tuple[str, ...] = (
     "report",
 )
 
+#: One example per command, shown at the end of its --help (a command module may set its own epilog instead).
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "sample": ("mogsim sample --rank 4 --seeds 0-63 --out runs/molrg",
+               "mogsim sample --model empirical --data runs/molrg/samples.npz --seeds 0-99 --out runs/emp"),
+    "score-match": ("mogsim score-match --rank 4 --n 512",),
+    "train": ("mogsim train --data ../shared/data/cifar10-jpeg/train.zip --n 64 --arch unet-tiny --steps 200 "
+              "--out runs/u-tiny",),
+    "theory": ("mogsim theory --only molrg --latex /tmp/theory.tex",),
+}
+
+QUICK_START = ("mogsim sample --seeds 0-511 --out runs/molrg",
+               "mogsim sample --model empirical --data runs/molrg/samples.npz --seeds 0-63 --out runs/emp",
+               "mogsim score-match --rank 4 --n 512")
+
 app = typer.Typer(
     name="mogsim",
     help="Exact closed-form optimal denoisers, samplers and memorization/generalization experiments "
@@ -31,16 +45,38 @@ app = typer.Typer(
 )
 
 
-@app.callback()
+def _examples(lines: Sequence[str], title: str | None = None) -> str:
+    """An epilog block kept verbatim by click (``\\b`` stops it from rewrapping the lines)."""
+    heading = title or ("Examples" if len(lines) > 1 else "Example")
+    return f"\b\n{heading}:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+@app.callback(epilog=_examples(QUICK_START, "Quick start"))
 def _root() -> None:
     """mogsim: test the theory of memorization, generalization and reproducibility in diffusion models."""
 
 
+def _first_line(text: str | None) -> str | None:
+    """The first paragraph of a docstring as one line: the command's description in ``mogsim --help``."""
+    if not text:
+        return None
+    return " ".join(text.strip().split("\n\n")[0].split())
+
+
 def build_app() -> typer.Typer:
-    """Register every command module on the app (once) and return it."""
+    """Register every command module on the app (once) and return it.
+
+    Each command's full first docstring line becomes its description in ``mogsim --help`` (click would cut it at
+    45 characters), and its :data:`EXAMPLES` become its help's epilog.
+    """
     if not getattr(app, "_mogsim_registered", False):
         for name in COMMAND_MODULES:
             importlib.import_module(f"mogsim.cli.{name}").register(app)
+        for info in app.registered_commands:
+            info.short_help = info.short_help or _first_line(info.help or getattr(info.callback, "__doc__", None))
+            example = EXAMPLES.get(info.name or "")
+            if example and not info.epilog:
+                info.epilog = _examples(example)
         app._mogsim_registered = True  # type: ignore[attr-defined]
     return app
 

@@ -12,74 +12,16 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 import typer
 
+from mogsim.data import load_training_set
 from mogsim.errors import InputError
 from mogsim.nets import NETWORKS, PRECONDS, build_from_config, count_parameters, network_config
 from mogsim.training import (RuntimeOptions, TrainConfig, TrainingDiverged, cleanup_distributed, resolve_budget,
                              setup_distributed, train_run)
 
-ARRAY_SUFFIXES = (".npy", ".npz", ".pt")
 SUBSET_FILE = "subset.json"
-
-
-def load_training_data(path: Path, n: Optional[int], subset_seed: int, balanced: bool,
-                       cache_dir: Optional[Path]) -> tuple[torch.Tensor, dict[str, Any], Optional[np.ndarray]]:
-    """(data, data record, subset indices or None). CIFAR-10 stays uint8 (mapped to [-1, 1] per batch); array
-    files (``.npy``, ``.npz`` key ``data``, ``.pt``) are used as float32 as they are."""
-    if not path.exists():
-        raise InputError(f"--data {path}: no such file or folder; pass CIFAR-10 (archive, EDM zip/folder, class "
-                         "folders) or a .npy/.npz/.pt array (N, ...)")
-    from mogsim.data import load_cifar10, subset_indices
-
-    labels = None
-    if path.suffix.lower() in ARRAY_SUFFIXES:
-        array, fmt = _load_array(path), "array"
-    else:
-        array, labels = load_cifar10(path, split="train", cache_dir=cache_dir)
-        fmt = "cifar10"
-    num_items = int(array.shape[0])
-    idx = None
-    if n is not None or balanced:
-        if balanced and labels is None:
-            raise InputError("--balanced needs class labels; array files have none, use --no-balanced")
-        idx = subset_indices(num_items, n if n is not None else num_items, subset_seed, labels=labels,
-                             balanced=balanced)
-        array = array[idx]
-    array = np.ascontiguousarray(array)
-    record = {"source": str(path), "format": fmt, "split": "train" if fmt == "cifar10" else None,
-              "num_items_source": num_items, "n": int(array.shape[0]),
-              "subset_seed": subset_seed if idx is not None else None, "balanced": balanced,
-              "subset_file": SUBSET_FILE if idx is not None else None}
-    return torch.from_numpy(array), record, idx
-
-
-def _load_array(path: Path) -> np.ndarray:
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.keys())
-                key = "data" if "data" in keys else (keys[0] if len(keys) == 1 else None)
-                if key is None:
-                    raise InputError(f"--data {path}: holds arrays {keys}; name the training set 'data'")
-                arr = z[key]
-        else:
-            t = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(t, torch.Tensor):
-                raise InputError(f"--data {path}: holds a {type(t).__name__}, not a tensor")
-            arr = t.numpy()
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - damaged files raise many types
-        raise InputError(f"--data {path}: cannot read it ({type(exc).__name__}); pass a valid {suffix} file") from None
-    if arr.ndim < 2 or arr.shape[0] < 1 or arr.dtype.kind not in "fiu":
-        raise InputError(f"--data {path}: has shape {arr.shape} and dtype {arr.dtype}; need real numbers (N, ...)")
-    return arr.astype(np.float32)
 
 
 def _auto(flag: Optional[bool], device: torch.device) -> bool:
@@ -142,7 +84,11 @@ def train_command(
         raise InputError(f"--precond {precond!r} is not one of {', '.join(PRECONDS)}")
     ctx = setup_distributed(device)
     try:
-        tensor, record, idx = load_training_data(data, n, subset_seed, balanced, cache_dir)
+        loaded = load_training_set(data, n=n, subset_seed=subset_seed, balanced=balanced, cache_dir=cache_dir,
+                                   option="--data")
+        tensor, idx = loaded.data, loaded.indices
+        tensor = tensor.float() if tensor.is_floating_point() else tensor  # arrays train in float32, CIFAR as uint8
+        record = {**loaded.record, "subset_file": SUBSET_FILE if idx is not None else None}
         family = NETWORKS[arch.strip().lower()].family
         overrides: dict[str, Any] = {}
         if width is not None:

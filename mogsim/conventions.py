@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Union
 
+import numpy as np
 import torch
 
 from .errors import InputError
@@ -21,29 +22,49 @@ from .errors import InputError
 Sigma = Union[float, torch.Tensor]
 
 
-def sigma_like(sigma: Sigma, x: torch.Tensor, *, name: str = "sigma") -> torch.Tensor:
-    """Return ``sigma`` as a tensor of x's dtype and device that broadcasts against ``x`` (B, *sample_shape).
-
-    ``sigma`` may be a Python float, a 0-d tensor, or a (B,) tensor with one noise level per sample.
-    """
+def _sigma_tensor(sigma: Sigma, name: str) -> torch.Tensor:
+    """``sigma`` as a tensor: tensors as they are, Python and numpy numbers as float64 (never rounded to float32)."""
+    if isinstance(sigma, np.ndarray):
+        sigma = torch.from_numpy(sigma)
     if isinstance(sigma, torch.Tensor):
-        s = sigma.to(device=x.device, dtype=x.dtype)
-        if s.ndim == 0:
-            return s
-        if s.ndim == 1 and s.shape[0] == x.shape[0]:
-            return s.reshape((-1,) + (1,) * (x.ndim - 1))
-        raise InputError(
-            f"{name} has shape {tuple(s.shape)}; pass a float or a ({x.shape[0]},) tensor, one value per sample"
-        )
-    return torch.as_tensor(float(sigma), dtype=x.dtype, device=x.device)
+        if sigma.dtype == torch.bool or sigma.is_complex():
+            raise InputError(f"{name} has dtype {sigma.dtype}; pass real noise levels")
+        return sigma
+    if isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name}={sigma!r} is a {type(sigma).__name__}; pass a float or a (B,) tensor of noise "
+                         "levels")
+    return torch.tensor(float(sigma), dtype=torch.float64)
 
 
-def check_positive_sigma(sigma: Sigma, *, name: str = "sigma") -> None:
-    """Raise :class:`InputError` unless every noise level is finite and > 0."""
-    s = torch.as_tensor(sigma)
-    if not bool(torch.all(torch.isfinite(s) & (s > 0))):
-        raise InputError(f"{name} must be finite and > 0 (got {s.min().item():g}); the sigma -> 0 limit is the "
-                         "nearest point of the support, pass a small positive value instead")
+def sigma_like(sigma: Sigma, x: torch.Tensor, *, name: str = "sigma", dtype: torch.dtype | None = None
+               ) -> torch.Tensor:
+    """Return ``sigma`` as a tensor on x's device that broadcasts against ``x`` (B, *sample_shape).
+
+    ``sigma`` may be a Python or numpy number, a 0-d tensor, or a (B,) tensor with one noise level per sample;
+    anything else is an :class:`InputError` naming ``name``. The result has ``dtype`` (default: x's dtype).
+    """
+    s = _sigma_tensor(sigma, name).to(device=x.device, dtype=dtype or x.dtype)
+    if s.ndim == 0:
+        return s
+    if s.ndim == 1 and s.shape[0] == x.shape[0]:
+        return s.reshape((-1,) + (1,) * (x.ndim - 1))
+    raise InputError(
+        f"{name} has shape {tuple(s.shape)}; pass a float or a ({x.shape[0]},) tensor, one value per sample"
+    )
+
+
+def check_positive_sigma(sigma: Sigma, *, name: str = "sigma") -> torch.Tensor:
+    """Raise :class:`InputError` unless every noise level is a finite number > 0; return them as float64.
+
+    The check runs in float64 whatever the caller's dtype, so 1e-300 and 1e300 are valid noise levels.
+    """
+    s = _sigma_tensor(sigma, name).detach().to(torch.float64)
+    bad = ~(torch.isfinite(s) & (s > 0))
+    if bool(bad.any()):
+        first = float(s.reshape(-1)[bad.reshape(-1)][0])
+        raise InputError(f"{name} must be finite and > 0 (got {first:g}); the sigma -> 0 limit is the nearest "
+                         "point of the support, pass a small positive value instead")
+    return s
 
 
 # --- conversions (general scale s; s = 1 is VE / EDM) -------------------------------------------------------------

@@ -56,16 +56,19 @@ class ClosedFormDenoiser:
         raise NotImplementedError
 
     def _prepare(self, x: torch.Tensor, sigma: Sigma) -> tuple[torch.Tensor, torch.Tensor]:
-        """Validate ``x`` and ``sigma``; return x as (B, d) and sigma as a (B, 1) tensor of x's dtype/device."""
+        """Validate ``x`` and ``sigma``; return x as (B, d) and sigma as a float64 (B, 1) tensor on x's device.
+
+        Sigma stays float64 whatever x's dtype, so a float32 query at sigma = 1e-300 is not turned into sigma = 0.
+        """
         if not isinstance(x, torch.Tensor):
-            raise InputError(f"x must be a torch.Tensor of shape (B, {', '.join(map(str, self.sample_shape))})")
+            raise InputError(f"x is a {type(x).__name__}; pass a torch.Tensor of shape "
+                             f"(B, {', '.join(map(str, self.sample_shape))})")
         if not x.is_floating_point():
             raise InputError(f"x has dtype {x.dtype}; pass a floating-point tensor (float32 or float64)")
         if x.ndim < 1 or x.shape[0] == 0 or x[0].numel() != self.dim:
             raise InputError(
                 f"x has shape {tuple(x.shape)}; expected (B, *sample_shape) with sample_shape {self.sample_shape}"
             )
-        check_positive_sigma(sigma)
         flat = x.reshape(x.shape[0], self.dim)
-        sig = sigma_like(sigma, flat).expand(flat.shape[0], 1)
+        sig = sigma_like(check_positive_sigma(sigma), flat, dtype=torch.float64).expand(flat.shape[0], 1)
         return flat, sig

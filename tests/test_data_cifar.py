@@ -362,7 +362,7 @@ def test_plain_prefixes_are_nested(num_items, seed, data):
     (dict(num_items=10, n=5, seed=-1), "seed=-1 is below 0"),
     (dict(num_items=10, n=5, seed=0, balanced=True), "balanced=True needs labels"),
     (dict(num_items=10, n=5, seed=0, labels=np.zeros(9, int)), "labels has 9 entries"),
-    (dict(num_items=10, n=5, seed=1.5), "seed=1.5 is not an integer"),
+    (dict(num_items=10, n=5, seed=1.5), "seed=1.5 is not a whole number"),
 ])
 def test_subset_errors(kwargs, message):
     with pytest.raises(InputError, match=message):

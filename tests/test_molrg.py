@@ -21,7 +21,7 @@ def test_random_bases_are_orthonormal_and_mutually_orthogonal():
 
 
 def test_random_refuses_too_many_dimensions():
-    with pytest.raises(InputError, match="exceeds dim"):
+    with pytest.raises(InputError, match="exceeds n = 10"):
         MoLRG.random(10, 3, 4)
 
 

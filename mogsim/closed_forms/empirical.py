@@ -32,6 +32,7 @@ from ..conventions import Sigma
 from ..denoiser import ClosedFormDenoiser
 from ..devices import exact_float32_matmul
 from ..errors import InputError
+from ..parsing import whole_number
 
 #: Pairs whose logit is more than this many nats below the query's best have relative weight < e^-40 ~ 4e-18.
 TAIL = 40.0
@@ -43,7 +44,8 @@ def _as_tensor(data: Any) -> torch.Tensor:
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(np.ascontiguousarray(data))
     if not isinstance(data, torch.Tensor):
-        raise InputError("data must be a torch.Tensor or numpy array of shape (N, *sample_shape)")
+        raise InputError(f"data is a {type(data).__name__}; pass a torch.Tensor or numpy array of shape "
+                         "(N, *sample_shape)")
     return data
 
 
@@ -69,13 +71,13 @@ class EmpiricalDenoiser(ClosedFormDenoiser):
             raise InputError(f"data has dtype {data.dtype}; pass real numbers")
         if not bool(torch.isfinite(data.to(torch.float64)).all()):
             raise InputError("data contains NaN or infinite values; clean the training set first")
-        if chunk_size is not None and int(chunk_size) < 1:
-            raise InputError(f"chunk_size={chunk_size}; pass a positive number of training points per chunk")
+        if chunk_size is not None:
+            chunk_size = whole_number(chunk_size, "chunk_size", lo=1, fix="training points per streamed chunk")
         if compute_dtype not in (None, torch.float32, torch.float64):
             raise InputError(f"compute_dtype={compute_dtype}; use torch.float32 or torch.float64")
         self.sample_shape = tuple(int(k) for k in data.shape[1:])
         self.num_points = int(data.shape[0])
-        self.chunk_size = None if chunk_size is None else int(chunk_size)
+        self.chunk_size = chunk_size
         self.compute_dtype = compute_dtype
         self._data = data.reshape(self.num_points, -1)
         self._mean64 = self._data.to(torch.float64).mean(dim=0)
@@ -106,8 +108,8 @@ class EmpiricalDenoiser(ClosedFormDenoiser):
         flat, sig = self._prepare(x, sigma)
         _, log_z = self._posterior(flat, sig)
         d = self.dim
-        sig_c = sig[:, 0].to(log_z.dtype)
-        return (log_z - math.log(self.num_points) - 0.5 * d * torch.log(2 * math.pi * sig_c * sig_c)).to(x.dtype)
+        log_norm = math.log(self.num_points) + 0.5 * d * (math.log(2 * math.pi) + 2 * torch.log(sig[:, 0]))
+        return (log_z.to(torch.float64) - log_norm).to(x.dtype)
 
     def nearest(self, x: torch.Tensor) -> torch.Tensor:
         """Index of the training point nearest each query (the sigma -> 0 limit of ``D``), shape (B,)."""
@@ -163,7 +165,8 @@ class EmpiricalDenoiser(ClosedFormDenoiser):
         with exact_float32_matmul():
             xc = x.to(cd) - mean
             xsq = (xc * xc).sum(dim=1, keepdim=True)
-            inv = 1.0 / (2.0 * sigma.to(cd) ** 2)
+            inv_exact = 0.5 / sigma / sigma  # 1 / (2 sigma^2) in float64; inf once sigma^2 underflows
+            inv = _capped(inv_exact, xsq, ysq.max(), cd)
             # per-query bound on any pair's logit error: it widens the band of pairs whose weight can matter
             widest = bound.per_norm * (xsq + ysq.max()) * inv
             batch = xc.shape[0]
@@ -188,9 +191,24 @@ class EmpiricalDenoiser(ClosedFormDenoiser):
                 acc.mul_(rescale).addmm_(weights, yj)
                 run_max = new_max
             denoised = acc / norm + mean
-            log_z = run_max[:, 0] + torch.log(norm[:, 0])
+            # below the cap the weights are exactly one-hot, so the true top logit is run_max scaled back up
+            ratio = (inv_exact / inv.to(torch.float64)).to(cd)
+            top = torch.where(run_max == 0, run_max, run_max * ratio)
+            log_z = top[:, 0] + torch.log(norm[:, 0])
         self.last_refined_pairs = refined
         return denoised, log_z
+
+
+def _capped(inv: torch.Tensor, xsq: torch.Tensor, ysq_max: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``inv = 1 / (2 sigma^2)`` in ``dtype``, capped so that no logit ``-||x - y||^2 inv`` overflows.
+
+    Any distance is at most ``2 (|x|^2 + max |y|^2)``. Where the cap binds (sigma below about 1e-154 in float64,
+    1e-19 in float32) the weights are already one-hot at the dtype's resolution of distances: capping returns the
+    sigma -> 0 limit, the nearest training point, instead of NaN from ``-inf - (-inf)``.
+    """
+    scale = 4.0 * (xsq.to(torch.float64) + ysq_max.to(torch.float64)) + 1.0
+    cap = torch.where(torch.isfinite(scale), torch.finfo(dtype).max / scale, torch.inf)
+    return torch.minimum(inv, cap).to(dtype)
 
 
 class _ErrorBound:

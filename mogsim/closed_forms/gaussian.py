@@ -8,7 +8,7 @@ which is exact at every sigma, including singular (low-rank) covariances and sig
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -16,14 +16,17 @@ import torch
 from ..conventions import Sigma
 from ..denoiser import ClosedFormDenoiser
 from ..errors import InputError
+from ..parsing import whole_number
 
 
 def _tensor64(value: Any, name: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
-        try:  # through numpy float64: torch.as_tensor would round Python floats to float32 first
-            value = torch.from_numpy(np.asarray(value, dtype=np.float64))
+        try:  # through numpy: torch.as_tensor would round Python floats to float32 first
+            value = torch.from_numpy(np.asarray(value))
         except (TypeError, ValueError):
-            raise InputError(f"{name} must be an array or tensor of numbers") from None
+            raise InputError(f"{name} must be an array or tensor of real numbers") from None
+    if value.dtype == torch.bool or value.is_complex():
+        raise InputError(f"{name} has dtype {value.dtype}; pass an array or tensor of real numbers")
     value = value.to(torch.float64)
     if not bool(torch.isfinite(value).all()):
         raise InputError(f"{name} contains NaN or infinite values")
@@ -83,7 +86,9 @@ class GaussianDenoiser(ClosedFormDenoiser):
 
     def _init(self, mean64: torch.Tensor, basis: torch.Tensor, evals: torch.Tensor, d: int,
               sample_shape: tuple[int, ...]) -> None:
-        shape = tuple(int(k) for k in sample_shape)
+        if isinstance(sample_shape, (str, bytes)) or not isinstance(sample_shape, Iterable):
+            raise InputError(f"sample_shape={sample_shape!r}; pass a tuple such as (3, 32, 32)")
+        shape = tuple(whole_number(k, f"sample_shape[{i}]", lo=1) for i, k in enumerate(sample_shape))
         if math.prod(shape) != d:
             raise InputError(f"sample_shape {shape} has {math.prod(shape)} entries, but mean has {d}")
         self.sample_shape = shape
@@ -109,33 +114,36 @@ class GaussianDenoiser(ClosedFormDenoiser):
             self._cache[device] = (self._mean.to(device), self._basis.to(device), self._evals.to(device))
         return self._cache[device]
 
+    def _parts(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Float64 pieces: the mean, x's eigen-coefficients, its residual off the basis, the basis, the eigenvalues.
+
+        Where an eigenvalue is 0, the formulas that use these pieces use sigma alone (``/ sigma / sigma``, ``2 log sigma``), so
+        no ``0 / 0`` appears when ``sigma^2`` underflows (sigma = 1e-300) and nothing overflows at sigma = 1e300.
+        """
+        mean, basis, evals = self._on(flat.device)
+        centred = flat.to(torch.float64) - mean
+        coef = centred @ basis  # (B, k)
+        residual = centred - coef @ basis.T
+        return mean, coef, residual, basis, evals
+
     def _denoise_flat(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        mean, basis, evals = self._on(x.device)
-        sig2 = sigma.to(torch.float64) ** 2  # (B, 1)
-        coef = (x.to(torch.float64) - mean) @ basis  # (B, k)
-        return (mean + (coef * (evals / (evals + sig2))) @ basis.T).to(x.dtype)
+        mean, coef, _, basis, evals = self._parts(x)
+        shrink = torch.where(evals > 0, evals / (evals + sigma * sigma), torch.zeros_like(evals))  # (B, k)
+        return (mean + (coef * shrink) @ basis.T).to(x.dtype)
 
     def score(self, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
         """``-(S + sigma^2 I)^-1 (x - mu)``, computed without dividing a small difference by sigma^2."""
         flat, sig = self._prepare(x, sigma)
-        mean, basis, evals = self._on(flat.device)
-        sig2 = sig.to(torch.float64) ** 2
-        centred = flat.to(torch.float64) - mean
-        coef = centred @ basis
-        inside = (coef / (evals + sig2)) @ basis.T
-        outside = (centred - coef @ basis.T) / sig2
-        return (-(inside + outside)).reshape(x.shape).to(x.dtype)
+        _, coef, residual, basis, evals = self._parts(flat)
+        inside = torch.where(evals > 0, coef / (evals + sig * sig), coef / sig / sig) @ basis.T
+        return (-(inside + residual / sig / sig)).reshape(x.shape).to(x.dtype)
 
     def log_density(self, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
         """``log N(x; mu, S + sigma^2 I)``, shape (B,)."""
         flat, sig = self._prepare(x, sigma)
-        mean, basis, evals = self._on(flat.device)
-        sig2 = sig.to(torch.float64) ** 2  # (B, 1)
-        centred = flat.to(torch.float64) - mean
-        coef = centred @ basis
-        residual = centred - coef @ basis.T
-        k = basis.shape[1]
-        d = self.dim
-        quad = (coef * coef / (evals + sig2)).sum(dim=1) + (residual * residual).sum(dim=1) / sig2[:, 0]
-        logdet = torch.log(evals + sig2).sum(dim=1) + (d - k) * torch.log(sig2[:, 0])
-        return (-0.5 * (quad + logdet + d * math.log(2 * math.pi))).to(x.dtype)
+        _, coef, residual, _, evals = self._parts(flat)
+        log_sig2 = 2 * torch.log(sig)  # (B, 1)
+        quad_in = torch.where(evals > 0, coef * coef / (evals + sig * sig), (coef / sig) ** 2)
+        quad = quad_in.sum(dim=1) + ((residual / sig) ** 2).sum(dim=1)
+        logdet = torch.logaddexp(torch.log(evals), log_sig2).sum(dim=1) + (self.dim - evals.numel()) * log_sig2[:, 0]
+        return (-0.5 * (quad + logdet + self.dim * math.log(2 * math.pi))).to(x.dtype)

@@ -26,6 +26,12 @@ import torch
 from ..conventions import Sigma
 from ..denoiser import ClosedFormDenoiser
 from ..errors import InputError
+from ..parsing import SEED_LIMIT, finite_number, whole_number
+
+#: Largest ambient dimension of :meth:`MoLRG.random` (its n x n orthogonal matrix takes 8 n^2 bytes: 2 GiB).
+MAX_DIM = 16384
+#: Most numbers one :meth:`MoLRG.sample` call may draw (num * n; 8 GiB in float64).
+MAX_ENTRIES = 2**30
 
 
 class MoLRG(ClosedFormDenoiser):
@@ -57,13 +63,14 @@ class MoLRG(ClosedFormDenoiser):
         if weights is None:
             w = torch.full((k,), 1.0 / k, dtype=torch.float64)
         else:
-            w = torch.as_tensor(np.asarray(weights, dtype=np.float64)).reshape(-1)
+            try:
+                w = torch.as_tensor(np.asarray(weights, dtype=np.float64)).reshape(-1)
+            except (TypeError, ValueError):
+                w = torch.full((1,), math.nan, dtype=torch.float64)
             if w.numel() != k or not bool(torch.isfinite(w).all()) or bool((w <= 0).any()):
                 raise InputError(f"weights must be {k} positive finite numbers (one per component)")
             w = w / w.sum()
-        eta = float(noise_std)
-        if not math.isfinite(eta) or eta < 0:
-            raise InputError(f"noise_std={noise_std}; pass a finite value >= 0")
+        eta = finite_number(noise_std, "noise_std", lo=0.0)
         self.sample_shape = (n,)
         self.num_components, self.ambient_dim, self.rank = k, n, r
         self.noise_std = eta
@@ -81,15 +88,14 @@ class MoLRG(ClosedFormDenoiser):
         float64, from a numpy PCG64 generator seeded with ``seed``); component k takes columns ``k r .. (k+1) r``.
         Needs ``K * r <= n``.
         """
-        n, K, r = int(n), int(K), int(r)
-        if n < 1 or K < 1 or r < 1:
-            raise InputError(f"dim={n}, components={K}, rank={r}: all must be >= 1")
+        n = whole_number(n, "n", lo=1, hi=MAX_DIM, fix="the subspaces come from an n x n orthogonal matrix")
+        K = whole_number(K, "K", lo=1)
+        r = whole_number(r, "r", lo=1)
+        seed = whole_number(seed, "seed", lo=0, hi=SEED_LIMIT - 1)
         if K * r > n:
-            raise InputError(f"components * rank = {K} * {r} = {K * r} exceeds dim = {n}; mutually orthogonal "
-                             "subspaces need components * rank <= dim")
-        if int(seed) < 0:
-            raise InputError(f"seed={seed}; pass a non-negative integer")
-        gauss = np.random.Generator(np.random.PCG64(int(seed))).standard_normal((n, n))
+            raise InputError(f"K * r = {K} * {r} = {K * r} exceeds n = {n}; mutually orthogonal subspaces need "
+                             "K * r <= n")
+        gauss = np.random.Generator(np.random.PCG64(seed)).standard_normal((n, n))
         q, rr = np.linalg.qr(gauss)
         q = q * np.sign(np.diag(rr))[None, :]
         bases = np.stack([q[:, k * r:(k + 1) * r] for k in range(K)])
@@ -122,12 +128,12 @@ class MoLRG(ClosedFormDenoiser):
         ``balanced=True`` (the authors' protocol) gives each component ``round(num * pi_k)`` samples (largest
         remainder; exactly num / K for equal weights), in random order; ``balanced=False`` draws labels i.i.d.
         """
-        num = int(num)
-        if num < 1:
-            raise InputError(f"num={num}; draw at least one sample")
-        if int(seed) < 0:
-            raise InputError(f"seed={seed}; pass a non-negative integer")
-        rng = np.random.Generator(np.random.PCG64(int(seed)))
+        num = whole_number(num, "num", lo=1, hi=MAX_ENTRIES // self.ambient_dim,
+                           fix=f"num * n may be at most {MAX_ENTRIES:.0e} numbers")
+        seed = whole_number(seed, "seed", lo=0, hi=SEED_LIMIT - 1)
+        if not isinstance(balanced, (bool, np.bool_)):
+            raise InputError(f"balanced={balanced!r}; pass True or False")
+        rng = np.random.Generator(np.random.PCG64(seed))
         k_count = self.num_components
         pis = self._weights.numpy()
         if balanced:
@@ -153,22 +159,35 @@ class MoLRG(ClosedFormDenoiser):
         return self._cache[device]
 
     def _parts(self, flat: torch.Tensor, sig: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Shared pieces in float64: projections, residuals, component log-likelihoods and posterior weights."""
+        """Shared pieces in float64: projections, residuals, posterior weights and ``log p``.
+
+        Stable at any float64 sigma, including where ``sigma^2`` under- or overflows (sigma = 1e-300 or 1e300):
+        ``tau = hypot(sigma, eta)`` is divided twice instead of forming ``tau^2``, and the residual term is shifted
+        by its per-query minimum, so the best component's log-likelihood stays finite and the weights become the
+        one-hot (or prior) limits instead of NaN.
+        """
         bases, pis = self._on(flat.device)
         x = flat.to(torch.float64)  # (B, n)
-        tau2 = sig.to(torch.float64) ** 2 + self.noise_std**2  # (B, 1)
+        sig = sig.to(torch.float64)
+        tau = torch.hypot(sig, torch.full_like(sig, self.noise_std))  # (B, 1)
+        tau2 = tau * tau
+        log_tau2 = 2 * torch.log(tau)
+        log1p_tau2 = torch.where(torch.isfinite(tau2), torch.log1p(tau2), log_tau2)
         coef = torch.einsum("bn,knr->bkr", x, bases)  # (B, K, r)
         proj = torch.einsum("bkr,knr->bkn", coef, bases)  # (B, K, n): P_k x
         resid = x[:, None, :] - proj  # (B, K, n): (I - P_k) x
         n, r = self.ambient_dim, self.rank
         in_sq = (coef * coef).sum(dim=2)  # (B, K)
         out_sq = (resid * resid).sum(dim=2)
-        log_lik = (-0.5 * n * math.log(2 * math.pi) - 0.5 * r * torch.log1p(tau2) - 0.5 * (n - r) * torch.log(tau2)
-                   - in_sq / (2 * (1 + tau2)) - out_sq / (2 * tau2))
-        joint = torch.log(pis)[None, :] + log_lik
-        log_p = torch.logsumexp(joint, dim=1)
-        post = torch.exp(joint - log_p[:, None])
-        return {"proj": proj, "resid": resid, "tau2": tau2, "post": post, "log_p": log_p}
+        min_out = out_sq.amin(dim=1, keepdim=True)
+        # log N_k(x) = common - (out_sq_k - min_out) / (2 tau^2) - in_sq_k / (2 (1 + tau^2)), equal ranks
+        joint = torch.log(pis)[None, :] - 0.5 * in_sq / (1 + tau2) - 0.5 * (out_sq - min_out) / tau / tau
+        log_joint = torch.logsumexp(joint, dim=1)
+        post = torch.exp(joint - log_joint[:, None])
+        common = (-0.5 * n * math.log(2 * math.pi) - 0.5 * r * log1p_tau2 - 0.5 * (n - r) * log_tau2
+                  - 0.5 * min_out / tau / tau)
+        return {"proj": proj, "resid": resid, "tau": tau, "tau2": tau2, "post": post,
+                "log_p": common[:, 0] + log_joint}
 
     def _denoise_flat(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         p = self._parts(x, sigma)
@@ -183,8 +202,8 @@ class MoLRG(ClosedFormDenoiser):
         """``grad_x log p_sigma(x)``, shape of x."""
         flat, sig = self._prepare(x, sigma)
         p = self._parts(flat, sig)
-        tau2 = p["tau2"][:, :, None]
-        per_comp = p["proj"] / (1 + tau2) + p["resid"] / tau2
+        tau = p["tau"][:, :, None]
+        per_comp = p["proj"] / (1 + p["tau2"][:, :, None]) + p["resid"] / tau / tau
         return (-torch.einsum("bk,bkn->bn", p["post"], per_comp)).reshape(x.shape).to(x.dtype)
 
     def log_density(self, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import write_json
+from ..parsing import SEED_LIMIT, whole_number
 
 SUBSET_FORMAT = "mogsim-subset"
 SUBSET_VERSION = 1
@@ -32,9 +33,9 @@ def subset_indices(num_items: int, n: int, seed: int, labels: Any = None, balanc
     class, a fresh seeded class order in each round), so every prefix has class counts that differ by at most 1
     among the classes not yet used up.
     """
-    num_items = _check_int("num_items", num_items, minimum=1)
-    n = _check_int("n", n, minimum=1)
-    seed = _check_int("seed", seed, minimum=0)
+    num_items = whole_number(num_items, "num_items", lo=1)
+    n = whole_number(n, "n", lo=1)
+    seed = whole_number(seed, "seed", lo=0, hi=SEED_LIMIT - 1)
     if n > num_items:
         raise InputError(f"n={n} is larger than the data set ({num_items} items); pass n <= {num_items}")
     label_arr = None if labels is None else _check_labels(labels, num_items)
@@ -60,14 +61,6 @@ def _balanced_order(labels: np.ndarray, seed: int) -> np.ndarray:
     slot = np.argsort(rng.random((rounds, len(classes))), axis=1)  # slot[r, k]: class k's place in round r
     key = rank * len(classes) + slot[rank, inverse]  # unique: one item per (round, class)
     return np.argsort(key, kind="stable")
-
-
-def _check_int(name: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(f"{name}={value!r} is not an integer; pass a whole number >= {minimum}")
-    if value < minimum:
-        raise InputError(f"{name}={value} is below {minimum}; pass a whole number >= {minimum}")
-    return int(value)
 
 
 def _check_labels(labels: Any, num_items: int) -> np.ndarray:

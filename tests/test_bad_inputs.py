@@ -1,0 +1,158 @@
+"""Bad command-line input: exit code 2, one line on stderr naming the option, no traceback, no files left behind.
+
+``BAD_INPUTS`` is the table: ``(argv, expected substring of the error line)``. ``{inputs}`` in an argument is
+replaced by a folder of prepared bad files (see :func:`inputs`); every row runs in its own empty working folder,
+which must still be empty afterwards (so ``--out`` folders must not be created or must be removed again), and the
+inputs folder must be unchanged. Add rows for new commands and options here. Every row runs in-process (fast);
+``CONSOLE_ROWS`` also go through the installed ``mogsim`` console script.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mogsim.cli.app import main
+
+BAD_INPUTS: list[tuple[list[str], str]] = [
+    # -- unknown command / option ------------------------------------------------------------------------------------
+    (["nonsense"], "No such command"),
+    (["--bogus"], "No such option"),
+    (["sample", "--bogus", "1"], "No such option"),
+    # -- sample: seeds -----------------------------------------------------------------------------------------------
+    (["sample", "--seeds", "0-99999999999999999999"], "--seeds"),
+    (["sample", "--seeds", "9223372036854775808"], "--seeds"),
+    (["sample", "--seeds", "0-10000000"], "at most 10,000,000"),
+    (["sample", "--seeds", "3-1"], "--seeds"),
+    (["sample", "--seeds", "1,1"], "appears twice"),
+    (["sample", "--seeds", ","], "--seeds is empty"),
+    (["sample", "--seeds", "-5"], "--seeds"),
+    # -- sample: sizes, counts and their upper bounds ----------------------------------------------------------------
+    (["sample", "--dim", "99999999999999999999"], "--dim"),
+    (["sample", "--dim", "-3"], "--dim -3 is below 1"),
+    (["sample", "--dim", "8.5"], "--dim"),
+    (["sample", "--components", "0"], "--components 0 is below 1"),
+    (["sample", "--components", "99999999999999999999"], "--components"),
+    (["sample", "--rank", "49"], "--rank 49 is above 48"),
+    (["sample", "--rank", "40"], "--components * --rank"),
+    (["sample", "--steps", "0"], "--steps 0 is below 1"),
+    (["sample", "--steps", "99999999999999999999"], "--steps"),
+    (["sample", "--batch", "0"], "--batch 0 is below 1"),
+    (["sample", "--batch", "-5"], "--batch"),
+    (["sample", "--batch", "99999999999999999999"], "--batch"),
+    (["sample", "--batch", "65536", "--dim", "4096", "--components", "64", "--rank", "2"], "pass --batch 512"),
+    (["sample", "--mix-seed", "-1"], "--mix-seed"),
+    (["sample", "--mix-seed", "99999999999999999999"], "--mix-seed"),
+    # -- sample: NaN / inf / out-of-range floats ---------------------------------------------------------------------
+    (["sample", "--sigma-min", "nan"], "--sigma-min nan is not a finite number"),
+    (["sample", "--sigma-min", "0"], "--sigma-min"),
+    (["sample", "--sigma-max", "inf"], "--sigma-max inf is not a finite number"),
+    (["sample", "--sigma-max", "1e999"], "--sigma-max"),
+    (["sample", "--sigma-min", "5", "--sigma-max", "1"], "--sigma-max"),
+    (["sample", "--sigma-min", "1", "--sigma-max", "1"], "equal levels"),
+    (["sample", "--rho", "nan"], "--rho nan"),
+    (["sample", "--rho", "-1"], "--rho"),
+    (["sample", "--noise-std", "inf"], "--noise-std inf"),
+    (["sample", "--noise-std", "-0.5"], "--noise-std"),
+    # -- sample: choices ---------------------------------------------------------------------------------------------
+    (["sample", "--solver", "rk4"], "--solver"),
+    (["sample", "--model", "gmm"], "--model"),
+    (["sample", "--device", "tpu"], "--device"),
+    (["sample", "--dtype", "float16"], "--dtype"),
+    # -- sample: data ------------------------------------------------------------------------------------------------
+    (["sample", "--model", "empirical"], "needs --data"),
+    (["sample", "--data", "{inputs}/train.npy"], "--data applies to --model empirical only"),
+    (["sample", "--model", "empirical", "--data", "missing.npy"], "--data missing.npy: no such file"),
+    (["sample", "--model", "empirical", "--data", "{inputs}/corrupt.npy"], "cannot read it"),
+    (["sample", "--model", "empirical", "--data", "{inputs}/nan.npy"], "contain NaN or inf (first: item 3)"),
+    (["sample", "--model", "empirical", "--data", "{inputs}/inf.pt"], "contain NaN or inf"),
+    (["sample", "--model", "empirical", "--data", "{inputs}/vector.npy"], "shape (10,)"),
+    (["sample", "--model", "empirical", "--data", "{inputs}/strings.npy"], "need real numbers"),
+    (["sample", "--model", "empirical", "--data", "{inputs}/two.npz"], "name the training set 'data'"),
+    (["sample", "--model", "empirical", "--data", "{inputs}/dict.pt"], "not a tensor"),
+    (["sample", "--model", "empirical", "--data", "{inputs}/not-cifar"], "CIFAR-10 path"),
+    (["sample", "--model", "empirical", "--data", "{inputs}/train.npy", "--n", "0"], "--n 0 is below 1"),
+    (["sample", "--model", "empirical", "--data", "{inputs}/train.npy", "--n", "11"], "n=11 is larger"),
+    # -- sample: output folder and run-time failures -----------------------------------------------------------------
+    (["sample", "--out", "{inputs}/train.npy"], "--out"),
+    (["sample", "--out", "{inputs}/train.npy/sub"], "--out"),
+    (["sample", "--dtype", "float32", "--sigma-max", "1e300", "--seeds", "0-3"], "at step 1 of 18"),
+    # -- train: the shared data loader refuses NaN data before any work -----------------------------------------------
+    (["train", "--data", "{inputs}/nan.npy", "--out", "run", "--steps", "1", "--arch", "mlp", "--device", "cpu"],
+     "contain NaN or inf"),
+    # -- theory ------------------------------------------------------------------------------------------------------
+    (["theory", "--only", "nonsense"], "nonsense"),
+    (["theory", "--only", "tweedie", "--latex", "{inputs}"], "--latex"),
+]
+
+#: Rows (their argv joined by spaces) that also run through the installed console script: a subprocess each,
+#: a second or more of start-up, so only a few.
+CONSOLE_ROWS = ["nonsense", "sample --seeds 0-99999999999999999999",
+                "sample --model empirical --data {inputs}/nan.npy"]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    """A folder of bad (and one good) input files, shared by the rows."""
+    folder = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    train = rng.standard_normal((10, 4))
+    np.save(folder / "train.npy", train)
+    (folder / "corrupt.npy").write_bytes(b"\x93NUMPY this is not an array")
+    nan = train.copy()
+    nan[3, 1] = np.nan
+    np.save(folder / "nan.npy", nan)
+    torch.save(torch.tensor([[1.0, float("inf")], [0.0, 1.0]]), folder / "inf.pt")
+    np.save(folder / "vector.npy", np.arange(10.0))
+    np.save(folder / "strings.npy", np.array([["a", "b"], ["c", "d"]]))
+    np.savez(folder / "two.npz", a=train, b=train)
+    torch.save({"weights": torch.zeros(3)}, folder / "dict.pt")
+    (folder / "not-cifar").mkdir()
+    (folder / "not-cifar" / "readme.txt").write_text("no images here")
+    return folder
+
+
+def _argv(row: list[str], inputs: Path) -> list[str]:
+    return [arg.replace("{inputs}", str(inputs)) for arg in row]
+
+
+def _snapshot(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def _check(code: int, err: str, expected: str, cwd: Path, inputs: Path, before: list[str]) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mogsim: error: "), err
+    assert expected in lines[0], err
+    assert _snapshot(cwd) == [], f"left files behind: {_snapshot(cwd)}"
+    assert _snapshot(inputs) == before, "changed the inputs folder"
+
+
+@pytest.mark.parametrize("row, expected", BAD_INPUTS, ids=[" ".join(r)[:60] for r, _ in BAD_INPUTS])
+def test_bad_input_in_process(row, expected, inputs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(inputs)
+    with pytest.raises(SystemExit) as info:
+        main(_argv(row, inputs))
+    _check(info.value.code, capsys.readouterr().err, expected, tmp_path, inputs, before)
+
+
+@pytest.mark.parametrize("joined", CONSOLE_ROWS)
+def test_bad_input_through_console_script(joined, inputs, tmp_path):
+    script = Path(sys.executable).parent / "mogsim"
+    if not script.exists():
+        pytest.skip(f"no mogsim console script beside {sys.executable}; is the package installed?")
+    row, expected = next((r, e) for r, e in BAD_INPUTS if " ".join(r) == joined)
+    before = _snapshot(inputs)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([str(script), *_argv(row, inputs)], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env=env)
+    _check(result.returncode, result.stderr, expected, tmp_path, inputs, before)
