@@ -27,6 +27,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "train": ("mogsim train --data ../shared/data/cifar10-jpeg/train.zip --n 64 --arch unet-tiny --steps 200 "
               "--out runs/u-tiny",),
     "theory": ("mogsim theory --only molrg --latex /tmp/theory.tex",),
+    "report": ("mogsim report reports/score-match-30k --out report.pdf",),
 }
 
 QUICK_START = ("mogsim sample --seeds 0-511 --out runs/molrg",
