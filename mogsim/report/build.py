@@ -39,13 +39,6 @@ def check_target(path: str | os.PathLike, option: str = "--out") -> Path:
     return target
 
 
-def _readable(path: Path) -> None:
-    """Give a finished temporary file the permissions of a normal new file (mkstemp makes it owner-only)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def write_report(run_dirs: Sequence[str | os.PathLike], out_pdf: str | os.PathLike, *,
                  html: str | os.PathLike | None = None) -> ReportResult:
     """Write one PDF report of ``run_dirs`` (run folders, sweep folders, or folders of run folders) to ``out_pdf``.
@@ -68,12 +61,10 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_pdf: str | os.PathLi
         layout = plan(sections)
         with atomic_path(target) as tmp:
             pages = Typesetter(layout, ledger).write(tmp, folders)
-            _readable(tmp)
         printed = list(ledger.rendered)
         if html_target is not None:
             from .html import render_html
 
             with atomic_path(html_target) as tmp:
                 tmp.write_text(render_html(layout, folders), encoding="utf-8")
-                _readable(tmp)
     return ReportResult(target, pages, sections, printed, html_target)
