@@ -3,20 +3,18 @@ data, the phase transition at N_k = d of paper 2 (Fig. 4)."""
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from mogsim.errors import InputError
-from mogsim.experiments.subspace_recovery import METHOD_NAMES, RecoveryConfig, run_subspace_recovery
+from mogsim.experiments.subspace_recovery import METHOD_NAMES, RecoveryConfig, make_methods, run_subspace_recovery
 from mogsim.parsing import parse_int_list
+
+from .score_match import _bar, _num, _progress_factory  # the shared progress bar and number format of the CLI
 
 DEFAULTS = RecoveryConfig()
 
@@ -25,65 +23,40 @@ def _ints(text: Optional[str], default: tuple[int, ...], option: str) -> tuple[i
     return default if text is None else parse_int_list(text, option=option)
 
 
-def _methods(text: Optional[str]) -> tuple[str, ...]:
+def _methods(text: Optional[str], components: tuple[int, ...]) -> tuple[str, ...]:
+    """The methods asked for, or the default ones that apply to some K of ``components``."""
     if text is None:
-        return DEFAULTS.methods
+        return tuple(m.name for m in make_methods(DEFAULTS.methods) if any(m.applies(k) for k in components))
     names = tuple(p.strip().lower() for p in text.split(",") if p.strip())
     if not names:
         raise InputError(f"--methods is empty; choose from {', '.join(METHOD_NAMES)}")
     return names
 
 
-@contextlib.contextmanager
-def _bar(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    if not enabled:
-        yield lambda description, total: (lambda k: None)
-        return
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=False) as bar:
-        def factory(description: str, total: int) -> Callable[[int], None]:
-            task = bar.add_task(description, total=total)
-            return lambda k: bar.advance(task, k)
-
-        yield factory
-
-
-def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if math.isfinite(v) else str(v)
-    return str(v)
-
-
 def print_result(console: Console, metrics: dict[str, Any]) -> None:
-    """Per (method, K): the success-rate grid (rows d, columns N_k), the transition N_k*/d per d, and the theorem check.
-    Everything printed is read from the stored metrics."""
+    """Per (method, K): the success-rate grid in percent (rows d, columns N_k; * marks N_k >= d, where the theorem
+    predicts recovery), the transition N_k*/d per d, and the agreement with the theorem. Everything printed is read
+    from the stored metrics."""
     cfg = metrics["config"]
     cells = {(c["method"], c["components"], c["rank"], c["per_component"]): c for c in metrics["cells"]}
     trans = {(t["method"], t["components"], t["rank"]): t for t in metrics["transitions"]}
+    nks = cfg["per_component"]
     for s in metrics["summary"]:
         name, k = s["method"], s["components"]
-        table = Table(title=f"{name}, K = {k}: success rate (error <= {cfg['threshold']:g}) over {cfg['trials']} trials; "
-                            "* marks N_k >= d", title_style="bold")
-        table.add_column("d \\ N_k", justify="right")
-        for nk in cfg["per_component"]:
-            table.add_column(str(nk), justify="right")
-        table.add_column("N_k*/d", justify="right")
+        lines = [f"{name}, K = {k}: success rate in % over {cfg['trials']} trials (error <= {cfg['threshold']:g}); "
+                 "* marks N_k >= d",
+                 "d \\ N_k |".rjust(10) + "".join(f"{nk:>4} " for nk in nks) + "| N_k*/d"]
         for d in cfg["ranks"]:
-            row = []
-            for nk in cfg["per_component"]:
+            row = ""
+            for nk in nks:
                 c = cells.get((name, k, d, nk))
-                row.append("" if c is None else f"{c['success_rate']:.2f}" + ("*" if nk >= d else " "))
-            row.append(_fmt(trans[(name, k, d)]["ratio_star"]))
-            table.add_row(str(d), *row)
-        console.print(table)
-        console.print(f"{name}, K = {k}: transition N_k*/d = {_fmt(s['ratio_star_mean'])} on average "
-                      f"(range {_fmt(s['ratio_star_min'])}..{_fmt(s['ratio_star_max'])}); "
-                      f"{s['cells_agreeing_with_theorem']}/{s['cells']} cells agree with the theorem "
-                      f"(recovery iff N_k >= d); below d, mean error / completion error = "
-                      f"{_fmt(s['error_over_completion_error_below_d'])}", highlight=False, soft_wrap=True)
+                row += "     " if c is None else f"{round(100 * c['success_rate']):>4}{'*' if nk >= d else ' '}"
+            lines.append(f"{d:>8} |{row} | {_num(trans[(name, k, d)]['ratio_star'])}")
+        lines.append(f"transition N_k*/d = {_num(s['ratio_star_mean'])} on average (range {_num(s['ratio_star_min'])}.."
+                     f"{_num(s['ratio_star_max'])}); {s['cells_agreeing_with_theorem']}/{s['cells']} cells agree with "
+                     f"the theorem (recovery iff N_k >= d); below d, mean error / completion error = "
+                     f"{_num(s['error_over_completion_error_below_d'])}")
+        console.print("\n".join(lines) + "\n", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -101,7 +74,7 @@ def register(app: typer.Typer) -> None:
         trials: int = typer.Option(DEFAULTS.trials, "--trials", help="independent problems per (K, d, N_k)"),
         methods: Optional[str] = typer.Option(None, "--methods", help=f"estimators, of {', '.join(METHOD_NAMES)}; "
                                                                       "each runs on the K it applies to "
-                                                                      "[default: pca,ksubspaces]"),
+                                                                      "[default: pca,ksubspaces where they apply]"),
         threshold: float = typer.Option(DEFAULTS.threshold, "--threshold", help="success: every component's "
                                                                                 "||P_hat - P*||_F <= this"),
         restarts: int = typer.Option(DEFAULTS.restarts, "--restarts", help="K-subspaces restarts per problem"),
@@ -115,18 +88,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Estimate K subspaces of dimension d from N_k noiseless points each, over a grid, and measure the success
         rate: paper 2's phase transition at N_k = d (Fig. 4), with the phase diagram in phase.png."""
-        cfg = RecoveryConfig(dim=dim, components=_ints(components, DEFAULTS.components, "--components"),
+        comps = _ints(components, DEFAULTS.components, "--components")
+        cfg = RecoveryConfig(dim=dim, components=comps,
                              ranks=_ints(ranks, DEFAULTS.ranks, "--ranks"),
                              per_component=_ints(nks, DEFAULTS.per_component, "--nks"), trials=trials,
-                             methods=_methods(methods), threshold=threshold, restarts=restarts, max_iter=max_iter,
+                             methods=_methods(methods, comps), threshold=threshold, restarts=restarts, max_iter=max_iter,
                              seed=seed)
         cfg.check()
         if time_limit is not None and not time_limit > 0:
             raise InputError(f"--time-limit {time_limit}; pass a positive number of minutes")
         deadline = time.monotonic() + 60.0 * time_limit if time_limit is not None else None
         console = Console()
-        with _bar(not quiet) as factory:
-            res = run_subspace_recovery(cfg, out, progress=factory, deadline=deadline)
+        with _bar(not quiet) as bar:
+            res = run_subspace_recovery(cfg, out, progress=_progress_factory(bar), deadline=deadline)
         if not res.complete:
             console.print(f"stopped at the time limit after {res.trials_done}/{res.trials_total} trials; results "
                           f"kept in {res.path}. Re-run the same command to resume.")

@@ -134,6 +134,7 @@ def test_cli_is_registered():
     (["--trials", "0"], "--trials"),
     (["--threshold", "0"], "--threshold"),
     (["--time-limit", "0"], "--time-limit"),
+    (["--components", "1", "--methods", "ksubspaces"], "not applicable"),
 ])
 def test_cli_bad_inputs_are_one_line_and_leave_no_files(args, needle, capsys, tmp_path):
     out_dir = tmp_path / "out"

@@ -367,11 +367,12 @@ def summarize(cfg: RecoveryConfig, rows: Sequence[dict[str, Any]]) -> dict[str, 
     groups: dict[tuple[str, int, int, int], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(_row_key(r), []).append(r)
+    constrained = {m.name: bool(getattr(m, "orthogonal", False)) for m in cfg.make_methods()}
     cells = []
     for (name, k, d, nk), group in sorted(groups.items(), key=lambda kv: (cfg.methods.index(kv[0][0]), *kv[0][1:])):
         errors = np.array([float(r["error_max"]) for r in group])
         success = np.array([_truthy(r["success"]) for r in group])
-        theory = completion_error(cfg.dim, d, nk, others=(k - 1) * d if name != "ksubspaces-free" else 0)
+        theory = completion_error(cfg.dim, d, nk, others=(k - 1) * d if constrained.get(name) else 0)
         cells.append({"method": name, "components": k, "rank": d, "per_component": nk, "ratio": nk / d,
                       "trials": len(group), "success_rate": float(success.mean()),
                       "error_median": float(np.median(errors)), "error_mean": float(errors.mean()),
@@ -425,8 +426,8 @@ def summarize(cfg: RecoveryConfig, rows: Sequence[dict[str, Any]]) -> dict[str, 
                           f"{RECOVERY_RATE:g}; ratio_star = N_k* / d; None when never reached",
             "theorem": "exact recovery iff N_k >= d (paper 2, Theorems 1-4, noiseless data); a cell agrees when its "
                        f"success rate >= {RECOVERY_RATE:g} exactly where N_k >= d",
-            "completion_error": "sqrt(2 m (1 - m / (n - N_k - o))), m = d - N_k, o = (K - 1) d for the orthogonal "
-                                "methods (0 otherwise): the RMS error when the N_k data directions are right and "
+            "completion_error": "sqrt(2 m (1 - m / (n - N_k - o))), m = d - N_k, o = (K - 1) d for methods with "
+                                "mutually orthogonal bases (0 otherwise): the RMS error when the N_k data directions are right and "
                                 "the other m are random; 0 for N_k >= d",
         },
         "config": cfg.resolved(),
@@ -491,6 +492,7 @@ def phase_figure(metrics: dict[str, Any]) -> Any:
             ax.plot(ratio, [max(c["completion_error"], 1e-16) for c in sub], "--", color=f"C{i}", lw=0.8)
         ax.axhline(cfg["threshold"], color="gray", ls=":", lw=0.8)
         ax.axvline(1.0, color="k", lw=0.6)
+        ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_ylim(1e-16, 10)
         ax.set_xlabel("N_k / d")
