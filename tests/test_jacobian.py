@@ -25,6 +25,12 @@ from mogsim.nets.lowrank import LowRankDenoiser
 FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test draws its unseeded tensors from the same global RNG state, whatever ran before it."""
+    torch.manual_seed(0)
+
+
 def _autograd_jacobian(denoiser, x: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.stack([torch.autograd.functional.jacobian(lambda z: denoiser(z[None], sigma)[0], x[i])
                         for i in range(x.shape[0])])
