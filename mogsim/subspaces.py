@@ -96,6 +96,8 @@ def _check_rank(d: int, n: int, *, option: str = "d") -> int:
 
 
 def _seeds(seed: int | Sequence[int], batch: int) -> list[int]:
+    """One seed per problem: a list is used as given (so each problem's result is independent of its batch); one int
+    serves a single problem as is and a batch through ``SeedSequence(seed, b)``."""
     seeds = [int(seed)] * batch if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
     if len(seeds) != batch or any(s < 0 for s in seeds):
         raise InputError(f"seed must be one non-negative integer or one per problem ({batch})")

@@ -74,7 +74,7 @@ class LowRankDenoiser(nn.Module):
         gate: ``"soft"`` (the posterior-mean softmax) or ``"hard"`` (argmax; Theorems 3-4).
         mutually_orthogonal: constrain ``[U_1 .. U_K]`` to orthonormal columns (Theorem 3); needs ``K d <= n``.
         seed: seeds the Haar-random initial bases (a private generator; the global RNG is untouched).
-        dtype: the parameters' dtype. Float64 inputs are computed in float64 whatever it is.
+        dtype: the parameters' dtype (or its name). Float64 inputs are computed in float64 whatever it is.
 
     ``forward(x, sigma)``: x (B, n) when M = 1, or (M, B, n); sigma a float, a (B,) tensor, or (M, B) for (M, B, n).
     ``sigma`` is the noise level itself: under an identity preconditioning the engine must pass sigma, not a
@@ -82,7 +82,7 @@ class LowRankDenoiser(nn.Module):
     """
 
     def __init__(self, dim: int, components: int, rank: int, *, members: int = 1, gate: str = "soft",
-                 mutually_orthogonal: bool = False, seed: int = 0, dtype: torch.dtype = torch.float32) -> None:
+                 mutually_orthogonal: bool = False, seed: int = 0, dtype: torch.dtype | str = torch.float32) -> None:
         super().__init__()
         for name, value in (("dim", dim), ("components", components), ("rank", rank), ("members", members)):
             if isinstance(value, bool) or int(value) != value or int(value) < 1:
@@ -95,6 +95,8 @@ class LowRankDenoiser(nn.Module):
                              "orthogonal subspaces need K d <= n")
         if gate not in GATES:
             raise InputError(f"LowRankDenoiser: gate={gate!r}; choose one of {', '.join(GATES)}")
+        if isinstance(dtype, str):  # as stored by config()
+            dtype = {"float32": torch.float32, "float64": torch.float64}.get(dtype, dtype)  # type: ignore[arg-type]
         if dtype not in (torch.float32, torch.float64):
             raise InputError(f"LowRankDenoiser: dtype={dtype}; use torch.float32 or torch.float64")
         self.dim, self.components, self.rank, self.members = n, k, d, m
