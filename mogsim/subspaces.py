@@ -37,7 +37,6 @@ other problems share the batch.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -154,16 +153,12 @@ def matched_distance(estimated: Any, true: Any) -> MatchedDistance:
                          "same K and n")
     diff = projector(est)[:, None] - projector(tru)[None, :]
     cost = torch.linalg.matrix_norm(diff).numpy()  # cost[i, k] = ||P_hat_i - P*_k||_F
-    k = cost.shape[0]
-    if k <= 6:  # exhaustive: exact and dependency-free for the sizes of paper 2
-        perm = min(itertools.permutations(range(k)), key=lambda p: sum(cost[p[j], j] ** 2 for j in range(k)))
-        perm_arr = np.asarray(perm, dtype=np.int64)
-    else:
-        from scipy.optimize import linear_sum_assignment
+    from scipy.optimize import linear_sum_assignment  # imported here: scipy.optimize is slow to import
 
-        rows, cols = linear_sum_assignment(cost**2)
-        perm_arr = np.empty(k, dtype=np.int64)
-        perm_arr[cols] = rows
+    rows, cols = linear_sum_assignment(cost**2)  # Hungarian algorithm: the pairing of least total squared distance
+    perm_arr = np.empty(cost.shape[0], dtype=np.int64)
+    perm_arr[cols] = rows
+    k = cost.shape[0]
     return MatchedDistance(cost[perm_arr, np.arange(k)], perm_arr)
 
 
