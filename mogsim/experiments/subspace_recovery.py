@@ -14,7 +14,7 @@ and a trial *succeeds* when that error is at most ``threshold`` (default 0.1; ou
 criterion could not be recovered, and on noiseless data the estimators' errors are either ~1e-14 or of order 1, so any
 threshold in between gives the same rates; an error of 0.1 is a principal angle of about 4 degrees).
 
-Methods (:data:`METHODS`; each applies to some K): ``pca`` (K = 1, Theorem 1), ``ksubspaces`` (K > 1, Theorem 3's
+Methods (:func:`make_methods`, names in :data:`METHOD_NAMES`; each applies to some K): ``pca`` (K = 1, Theorem 1), ``ksubspaces`` (K > 1, Theorem 3's
 orthogonality constraint), ``ksubspaces-free`` (K > 1, the classic unconstrained algorithm; not in the default grid).
 A trained network plugs in as one more :class:`Method` whose ``fit`` trains one member per trial of a cell (the
 member axis of :class:`mogsim.nets.lowrank.LowRankDenoiser`) and returns the trained bases.
@@ -30,9 +30,9 @@ Reported (all stored in ``metrics.json``, nothing is computed at print time):
   (success rate >= 1/2 exactly where ``N_k >= d``).
 
 Run folder ``<out>/subspace-recovery-<key>/`` (:class:`mogsim.runs.RunFolder`): ``config.json`` (resolved config,
-seeds rule, provenance), ``trials.csv`` (one row per method and trial; saved atomically at least every
-``checkpoint_every_s`` seconds, on Ctrl-C and at the time limit, and reused on the next call, so a run resumes where it
-stopped), ``cells.csv``, ``metrics.json`` (written last: its presence means finished), ``phase.png`` and ``phase.pdf``.
+seeds rule, provenance), ``trials.csv`` (one row per method and trial; rewritten atomically as cells finish, at
+most every ``checkpoint_every_s`` seconds, and on Ctrl-C, errors and the time limit; the next call reuses its rows, so
+a run resumes where it stopped), ``cells.csv``, ``metrics.json`` (written last: its presence means finished), ``phase.png`` and ``phase.pdf``.
 
 Seeds: trial t of cell (K, d, N_k) uses subspaces seeded by (seed, n, K, d, t) and data seeded by
 (seed, n, K, d, N_k, t); a method's own randomness by the data seed and the method's name, so every number depends on
