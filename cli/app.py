@@ -14,6 +14,7 @@ from mogsim.errors import InputError
 COMMAND_MODULES: tuple[str, ...] = (
     "sample",
     "score_match",
+    "subspace_recovery",
     "train",
     "theory",
     "report",

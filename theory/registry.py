@@ -14,7 +14,7 @@ from mogsim.errors import InputError
 from .core import Outcome, TheoryResult, run_result
 
 #: Modules of mogsim.theory that each define ``RESULT``, in display order.
-RESULT_MODULES: tuple[str, ...] = ("tweedie", "empirical", "gaussian", "woodbury", "molrg", "pca")
+RESULT_MODULES: tuple[str, ...] = ("tweedie", "empirical", "gaussian", "woodbury", "molrg", "pca", "ksubspaces")
 
 
 def all_results() -> list[TheoryResult]:
