@@ -29,6 +29,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
               "--out runs/u-tiny",),
     "theory": ("mogsim theory --only molrg --latex /tmp/theory.tex",),
     "report": ("mogsim report reports/score-match-30k --out report.pdf",),
+    "subspace-recovery": ("mogsim subspace-recovery --components 2 --ranks 2,4,6 --trials 20",),
 }
 
 QUICK_START = ("mogsim sample --seeds 0-511 --out runs/molrg",
