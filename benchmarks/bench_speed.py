@@ -286,6 +286,69 @@ class Bench:
         torch.cuda.empty_cache()
         return {"bf16_matmul_tflop_per_s": bf16, "copy_tb_per_s_read_plus_write": bw}
 
+    def micro(self) -> dict[str, Any]:
+        """The two kinds of work that dominate a step, alone: a 3x3 convolution of unet-64's 32x32 level (forward
+        and backward) and group norm + SiLU (forward and backward), per precision and layout."""
+        dev = self.device
+        b = self.batch
+        res = self.shape[1]
+        c = 16 if self.smoke else 128
+        out: dict[str, Any] = {"conv": {}, "norm_silu": {}, "shape": [b, c, res, res]}
+
+        def timed(fn: Callable[[], None]) -> float:
+            for _ in range(3):
+                fn()
+            _sync(dev)
+            reps = 2 if self.smoke else 20
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            _sync(dev)
+            return 1000 * (time.perf_counter() - t0) / reps
+
+        conv_flop = 3 * 2 * b * c * res * res * c * 9  # forward, input gradient, weight gradient
+        for precision, cl in (("fp32", False), ("tf32", False), ("bf16", False), ("bf16", True)):
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            conv = torch.nn.Conv2d(c, c, 3, padding=1).to(dev, dtype).to(memory_format=fmt)
+            x = torch.randn(b, c, res, res, device=dev, dtype=dtype).contiguous(memory_format=fmt).requires_grad_()
+            gy = torch.randn(b, c, res, res, device=dev, dtype=dtype).contiguous(memory_format=fmt)
+
+            def conv_step() -> None:
+                conv(x).backward(gy)
+
+            with matmul_precision(StepMode(precision)):
+                ms = timed(conv_step)
+            out["conv"][f"{precision}{'+cl' if cl else ''}"] = {"ms": ms, "tflop_per_s": conv_flop / ms / 1e9}
+        norm = torch.nn.GroupNorm(32 if c >= 32 else 4, c, eps=1e-6).to(dev)
+        variants = {
+            "fp32 native": (torch.float32, False, None, False),
+            "bf16 under autocast, previous (float32 norm)": (torch.bfloat16, False, "autocast-fp32-norm", True),
+            "bf16 native in bf16 (new, NCHW)": (torch.bfloat16, False, None, True),
+            "bf16 NHWC, new plain-ops path": (torch.bfloat16, True, None, True),
+            "bf16 NHWC, torch native (copies to NCHW)": (torch.bfloat16, True, "native-norm-on-nhwc", True),
+        }
+        elems = b * c * res * res
+        for name, (dtype, cl, abl, autocast) in variants.items():
+            if cl and dev.type != "cuda":
+                continue
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            x = torch.randn(b, c, res, res, device=dev, dtype=dtype).contiguous(memory_format=fmt).requires_grad_()
+            gy = torch.randn(b, c, res, res, device=dev, dtype=dtype).contiguous(memory_format=fmt)
+
+            def norm_step() -> None:
+                ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+                with ctx:
+                    y = unet._norm_silu(norm, x)
+                y.backward(gy.to(y.dtype))
+
+            with ablation(abl):
+                ms = timed(norm_step)
+            # the least traffic: read x, write y; read x and dy, write dx (each once)
+            floor_bytes = 5 * elems * x.element_size()
+            out["norm_silu"][name] = {"ms": ms, "effective_tb_per_s_at_floor_bytes": floor_bytes / ms / 1e9}
+        return out
+
     # 2 ---------------------------------------------------------------------------------------------------------
     def numerics(self) -> dict[str, Any]:
         """Loss and gradient on one fixed batch, every mode and both UNets against float64 (same weights)."""
@@ -543,9 +606,10 @@ class Bench:
         if self.smoke:
             images = torch.nn.functional.interpolate(images[:64].float(), size=self.shape[1:]).to(torch.uint8)
         out: dict[str, Any] = {"steps": steps, "images": int(images.shape[0]), "data": str(path), "curves": {}}
+        out["lr_warmup_images"] = 50 * self.batch  # full learning rate from step 50: a harder test than the default
         for mode_name, seed in modes:
             mode = StepMode.parse(mode_name)
-            cfg = self.config(seed=seed)
+            cfg = dataclasses.replace(self.config(seed=seed), lr_warmup_images=out["lr_warmup_images"])
             with matmul_precision(mode):
                 fs = FastStep(cfg, images, mode, dev)
                 hist = torch.zeros(steps, device=dev)
@@ -609,6 +673,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     sec = run.section
 
     sec("ceilings", 5, b.ceilings)
+    sec("micro", 10, b.micro)
     sec("numerics", 10, b.numerics)
     for precision in ("fp32", "tf32", "bf16"):
         if has_old:
