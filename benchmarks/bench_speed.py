@@ -10,10 +10,10 @@ One call does everything, in order of priority, and skips what would overrun ``-
    ablations (the old autocast float32 group norm; torch's native group norm on NHWC input);
 5. ``torch.profiler`` breakdowns of the previous bf16 step, the previous tf32 step and the fastest eager step;
 6. graph replay against eager steps (same noise bitwise, same weights up to rounding);
-7. the fastest eager layout compiled (``torch.compile``, default mode) and captured whole;
-8. sizes: unet-64 at batch 512 and unet-128 at batch 128 in the fastest uncompiled mode;
+7. loss curves on real CIFAR-10 images: fp32 against the fast mode (same seed) and the fast mode at another seed;
+8. the fastest layout compiled (``torch.compile``, default mode) and captured whole;
 9. several small models at once (unet-tiny, unet-vector): one at a time, graphs on streams, vmap-stacked members;
-10. loss curves on real CIFAR-10 images: fp32 against the fast mode (same seed) and the fast mode at another seed;
+10. sizes: unet-64 at batch 512 and unet-128 at batch 128 in the fastest uncompiled mode;
 11. the previous default (Trainer, previous UNet, bf16 + compile), if time is left.
 
 Throughput is the median over repeated timings (CUDA events), images per second = batch / ms per step.
@@ -531,6 +531,7 @@ class Bench:
             print(f"[speed]   members {arch} {kind:22s} M={models:2d} {ips:10,.0f} img/s", flush=True)
 
         mode_eager, mode_graph = StepMode(precision), StepMode(precision, graph=cuda)
+        repeats, target_s = min(self.repeats, 3), self.target_s * 0.6
 
         def attempt(kind: str, fn: Callable[[], None]) -> None:
             _reset_peak(dev)
@@ -542,7 +543,7 @@ class Bench:
 
         def one_at_a_time(graph: bool) -> None:
             single = FastStep(cfg, data[0], mode_graph if graph else mode_eager, dev)
-            t = time_steps(single.step, dev, first_step=3, repeats=self.repeats, target_s=self.target_s)
+            t = time_steps(single.step, dev, first_step=3, repeats=repeats, target_s=target_s)
             # one model at a time: M runs of the same cost, back to back
             record("one at a time" + (" (graph)" if graph else ""), t["ms_per_step"] * members, members,
                    {"single_ms_per_step": t["ms_per_step"]})
@@ -561,12 +562,12 @@ class Bench:
                 for s in streams:
                     current.wait_stream(s)
 
-            t = time_steps(step_all, dev, first_step=3, repeats=self.repeats, target_s=self.target_s)
+            t = time_steps(step_all, dev, first_step=3, repeats=repeats, target_s=target_s)
             record("graphs on streams", t["ms_per_step"], members)
 
         def stacked(graph: bool) -> None:
             fs = FastStep(cfg, data, mode_graph if graph else mode_eager, dev, members=members)
-            t = time_steps(fs.step, dev, first_step=3, repeats=self.repeats, target_s=self.target_s)
+            t = time_steps(fs.step, dev, first_step=3, repeats=repeats, target_s=target_s)
             record("vmap stacked" + (" (graph)" if graph else ""), t["ms_per_step"], members)
 
         def same_as_alone() -> None:
@@ -712,14 +713,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                  f"{best} seed 1")
         except Exception as exc:  # noqa: BLE001
             curves["summary"] = {"error": str(exc)}
-    sec("sizes unet-64 b512", 25, lambda: b.fast_mode(best, batch=512 if cuda else 8))
-    sec("sizes unet-128 b128", 25, lambda: b.fast_mode(best, arch="unet-128"))
-    sec("members unet-tiny", 35, lambda: b.members("unet-tiny", 2 if b.smoke else 8, "bf16", b.batch))
-    sec("members unet-vector", 35, lambda: b.members("unet-vector", 2 if b.smoke else 16, "fp32",
-                                                     8 if b.smoke else 256))
-    if cuda:
+    if cuda:  # the fastest layout, compiled and captured (compilation takes a minute or two)
         compiled = best.replace("+graph", "") + "+compile+graph"
-        sec(f"fast {compiled}", 110, lambda: b.fast_mode(compiled))
+        sec(f"fast {compiled}", 100, lambda: b.fast_mode(compiled))
+    sec("members unet-tiny", 20, lambda: b.members("unet-tiny", 2 if b.smoke else 8, "bf16", b.batch))
+    sec("members unet-vector", 20, lambda: b.members("unet-vector", 2 if b.smoke else 16, "fp32",
+                                                     8 if b.smoke else 256))
+    sec("sizes unet-64 b512", 12, lambda: b.fast_mode(best, batch=512 if cuda else 8))
+    sec("sizes unet-128 b128", 12, lambda: b.fast_mode(best, arch="unet-128"))
+    if cuda:
         if has_old:
             sec("trainer previous bf16+compile (previous default)", 110,
                 lambda: b.trainer_mode("bf16", "previous", compile_=True))
