@@ -95,8 +95,15 @@ class Run:
     def left(self) -> float:
         return self.args.budget_seconds - self.elapsed()
 
+    def selected(self, name: str) -> bool:
+        """Whether ``--only`` (names; a trailing ``*`` makes a prefix) selects a section; all without ``--only``."""
+        only = [o.strip() for o in (self.args.only or "").split(",") if o.strip()]
+        return not only or any(name == o or (o.endswith("*") and name.startswith(o[:-1])) for o in only)
+
     def section(self, name: str, needs_seconds: float, fn: Callable[[], Any]) -> Any:
         """Run one section if ``needs_seconds`` are left; record its output, time or error; save the file."""
+        if not self.selected(name):
+            return None
         if self.left() < needs_seconds:
             self.result["sections"][name] = {"status": "skipped", "reason": f"{self.left():.0f} s left, needs "
                                                                             f"{needs_seconds:.0f} s"}
@@ -395,7 +402,7 @@ class Bench:
             loss = per_sample.mean() * fs.coords
             loss.backward()
             grad = torch.cat([p.grad.double().flatten() for p in net.parameters()])
-            return float(loss), grad
+            return float(loss.detach()), grad
 
         def build(cls: type | None) -> torch.nn.Module:
             with unet_class(cls):
@@ -674,6 +681,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--target-seconds", type=float, default=0.4, help="Length of one timing.")
     p.add_argument("--curve-steps", type=int, default=200)
     p.add_argument("--budget-seconds", type=float, default=370.0)
+    p.add_argument("--only", default=None, help="Comma-separated section names to run (a trailing * matches a "
+                   "prefix), e.g. 'ceilings,fast bf16+graph,profile fast*'.")
     p.add_argument("--cpu-smoke", action="store_true", help="Tiny network on the CPU: checks the script only.")
     return p.parse_args(argv)
 
