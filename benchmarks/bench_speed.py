@@ -47,7 +47,6 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -339,7 +338,7 @@ class Bench:
             def conv_step() -> None:
                 conv(x).backward(gy)
 
-            with matmul_precision(StepMode(precision)):
+            with matmul_precision(StepMode(precision), dev):
                 ms = timed(conv_step)
             out["conv"][f"{precision}{'+cl' if cl else ''}"] = {"ms": ms, "tflop_per_s": conv_flop / ms / 1e9}
         norm = torch.nn.GroupNorm(32 if c >= 32 else 4, c, eps=1e-6).to(dev)
@@ -397,7 +396,7 @@ class Bench:
             mode = StepMode(precision)
             autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16"
                         else contextlib.nullcontext())
-            with matmul_precision(mode), autocast:
+            with matmul_precision(mode, dev), autocast:
                 per_sample = step(yy, ss, nn_)
             loss = per_sample.mean() * fs.coords
             loss.backward()
@@ -456,7 +455,7 @@ class Bench:
         mode = StepMode.parse(mode_name)
         cfg = self.config(arch, batch)
         _reset_peak(dev)
-        with ablation(ablation_name), matmul_precision(mode):
+        with ablation(ablation_name), matmul_precision(mode, dev):
             t0 = time.perf_counter()
             fs = FastStep(cfg, self.data, mode, dev)
             build = time.perf_counter() - t0
@@ -492,7 +491,7 @@ class Bench:
         dev = self.device
         mode = StepMode.parse(mode_name)
         cfg = self.config()
-        with matmul_precision(mode):
+        with matmul_precision(mode, dev):
             fs = FastStep(cfg, self.data, mode, dev)
             for k in range(3):
                 fs.step(k)
@@ -514,13 +513,14 @@ class Bench:
 
     # 6 ---------------------------------------------------------------------------------------------------------
     def graph_check(self) -> dict[str, Any]:
+        dev = self.device
         cfg = self.config("unet-small", shape=self.shape, **({"num_blocks": 1} if self.smoke else {}))
         mode = StepMode("bf16", channels_last=True)
 
         def make(graph: bool) -> FastStep:
             return FastStep(cfg, self.data, StepMode(mode.precision, mode.channels_last, False, graph), self.device)
 
-        with matmul_precision(mode):
+        with matmul_precision(mode, dev):
             return graph_matches_eager(make, steps=4)
 
     # 7: compile is fast_mode with "+compile"; 8: sizes are fast_mode with arch/batch ------------------------------
@@ -605,7 +605,7 @@ class Bench:
                 abs(float(check.last_loss[m]) - float(fs.last_loss[0])) / abs(float(fs.last_loss[0]))
                 for m, fs in enumerate(alone))
 
-        with matmul_precision(mode_eager):
+        with matmul_precision(mode_eager, dev):
             graphs = (False, True) if cuda else (False,)
             for graph in graphs:
                 attempt(f"one at a time{' (graph)' if graph else ''}", lambda g=graph: one_at_a_time(g))
@@ -633,7 +633,7 @@ class Bench:
         for mode_name, seed in modes:
             mode = StepMode.parse(mode_name)
             cfg = dataclasses.replace(self.config(seed=seed), lr_warmup_images=out["lr_warmup_images"])
-            with matmul_precision(mode):
+            with matmul_precision(mode, dev):
                 fs = FastStep(cfg, images, mode, dev)
                 hist = torch.zeros(steps, device=dev)
                 t0 = time.perf_counter()

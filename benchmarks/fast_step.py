@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 from torch import nn
@@ -37,7 +37,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from mogsim.nets import PreconditionedDenoiser, build_from_config, make_precond
 from mogsim.training import EMA, DataOrder, TrainConfig, TrainStep, make_loss
-from mogsim.training.loop import _NOISE_TAG, derive_seed
+from mogsim.training.loop import _NOISE_TAG, derive_seed, float32_mode
 
 _INDEX_CHUNK_STEPS = 256
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -72,19 +72,9 @@ class StepMode:
         return cls(precision, "cl" in flags, "compile" in flags, "graph" in flags)
 
 
-@contextlib.contextmanager
-def matmul_precision(mode: StepMode) -> Any:
-    """TF32 on for ``tf32`` only; cuDNN autotuning on (as the Trainer's ``float32_mode``)."""
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
-    tf32 = mode.precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-         torch.backends.cudnn.benchmark) = old
+def matmul_precision(mode: StepMode, device: torch.device) -> ContextManager[None]:
+    """The Trainer's ``float32_mode`` for a mode: TF32 only for ``tf32``, cuDNN autotuning on CUDA."""
+    return float32_mode(device, mode.precision == "tf32")
 
 
 class FastStep:
