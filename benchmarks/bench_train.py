@@ -50,6 +50,8 @@ MODES: dict[str, tuple[bool, bool, bool, bool]] = {
     "bf16+compile+cl": (True, False, True, True),
 }
 DEFAULT_MODES = ("fp32", "tf32", "bf16", "bf16+cl", "bf16+compile+cl")
+#: the mode ``mogsim train`` uses on CUDA by default (its rows get ``default: true``)
+TRAINER_CUDA_DEFAULT = "bf16+compile"
 
 
 def _sync(device: torch.device) -> None:
@@ -63,7 +65,7 @@ def bench_one(arch: str, mode: str, *, device: torch.device, batch: int, steps: 
     """Throughput of one (network, mode) pair; never raises (errors are recorded)."""
     bf16, tf32, channels_last, compile_ = MODES[mode]
     row: dict[str, Any] = {"arch": arch, "mode": mode, "bf16": bf16, "tf32": tf32, "channels_last": channels_last,
-                           "compile": compile_, "batch": batch}
+                           "compile": compile_, "batch": batch, "default": mode == TRAINER_CUDA_DEFAULT}
     trainer = None
     try:
         g = torch.Generator().manual_seed(0)
