@@ -231,6 +231,24 @@ def test_results_are_json_ready_and_saved(cell, tmp_path):
     assert (tmp_path / "per_sigma.csv").read_text().count("\n") == 1 + 2 * 2 * 18
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_learned_embedding_backend_in_a_cell(cell, tmp_path):
+    """A TorchScript descriptor drives RP and GL; the subset's features are computed once per references."""
+    from mogsim.metrics.similarity import LearnedEmbedding
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 5, stride=4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 6)).eval()
+    path = tmp_path / "descriptor.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    backend = LearnedEmbedding(path, resize=64)
+    ev = _evaluate(cell[2].empirical, cell, similarity=backend, seeds=range(100_000, 100_016))
+    m = ev.metrics
+    assert m["similarity"]["backend"] == "torchscript" and m["similarity"]["preprocessing"]["resize"] == 64
+    assert m["rp_optimum"] == 1.0 and m["memorized_fraction"] == 1.0 and m["similarity_threshold"] == 0.6
+    assert cell[2].features(backend) is cell[2].features(backend)
+
+
 # --- bad input --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", ["other-subset", "test-shape", "no-seeds", "negative-seed", "solver", "similarity",

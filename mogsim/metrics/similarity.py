@@ -385,10 +385,17 @@ def _load_onnx(path: Path, device: torch.device) -> Callable[[torch.Tensor], tor
     if len(inputs) != 1:
         raise InputError(f"--similarity {path}: the ONNX model takes {len(inputs)} inputs; it must take one image "
                          "batch (B, C, H, W)")
-    name = inputs[0].name
+    name, fixed = inputs[0].name, inputs[0].shape[0] if inputs[0].shape else None
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        out = session.run(None, {name: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})[0]
-        return torch.from_numpy(np.asarray(out)).to(device)
+        arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        if not isinstance(fixed, int):  # a dynamic batch axis
+            return torch.from_numpy(np.asarray(session.run(None, {name: arr})[0])).to(device)
+        outs = []  # a model exported with a fixed batch: feed it that many images at a time, padding the last
+        for i0 in range(0, arr.shape[0], fixed):
+            part = arr[i0:i0 + fixed]
+            padded = np.concatenate([part, np.repeat(part[-1:], fixed - part.shape[0], axis=0)])
+            outs.append(np.asarray(session.run(None, {name: padded})[0])[:part.shape[0]])
+        return torch.from_numpy(np.concatenate(outs)).to(device)
 
     return run
