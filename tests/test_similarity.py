@@ -179,6 +179,11 @@ class WrongShape(nn.Module):
         return x.mean(dim=(1, 2, 3))  # (B,), not (B, F)
 
 
+class NotFinite(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3)) / 0.0 * 0.0  # NaN features
+
+
 class OneChannel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -188,7 +193,8 @@ class OneChannel(nn.Module):
         return self.conv(x).flatten(1)
 
 
-@pytest.mark.parametrize("case", ["missing", "garbage-pt", "garbage-onnx", "wrong-shape", "wrong-channels", "kind"])
+@pytest.mark.parametrize("case", ["missing", "garbage-pt", "garbage-onnx", "wrong-shape", "wrong-channels", "nan",
+                                  "kind"])
 def test_bad_similarity_files_are_one_line(tmp_path, case):
     path = tmp_path / "model.pt"
     if case == "garbage-pt":
@@ -201,6 +207,8 @@ def test_bad_similarity_files_are_one_line(tmp_path, case):
         torch.jit.save(torch.jit.script(WrongShape()), str(path))
     elif case == "wrong-channels":
         torch.jit.save(torch.jit.script(OneChannel()), str(path))
+    elif case == "nan":
+        torch.jit.save(torch.jit.script(NotFinite()), str(path))
     elif case == "kind":
         path.write_bytes(b"x")
     with pytest.raises(InputError) as info:

@@ -133,6 +133,8 @@ class EmbeddingSimilarity(Similarity):
             if feats.ndim != 2 or feats.shape[0] != min(self.batch_size, images.shape[0] - i0):
                 raise InputError(f"the similarity model returned shape {tuple(feats.shape)}; it must return one "
                                  "feature vector per image (B, F)")
+            if not bool(torch.isfinite(feats).all()):
+                raise InputError("the similarity model returned NaN or infinite features")
             norm = feats.norm(dim=1, keepdim=True)
             parts.append(torch.where(norm > 0, feats / norm.clamp_min(1e-300), torch.zeros_like(feats)))
         return torch.cat(parts)
