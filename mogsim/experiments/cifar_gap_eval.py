@@ -46,6 +46,7 @@ from ..metrics.reproducibility import agreement
 from ..metrics.similarity import EmbeddingSimilarity, Similarity, best_dot, make_similarity
 from ..provenance import provenance
 from ..runs import config_key, write_csv
+from ..sampling import _check_seeds as check_seeds
 from ..sampling import edm_sigmas, noise_for_seeds, sample
 from ..training.losses import make_loss
 from ..training.loop import float32_mode
@@ -138,11 +139,7 @@ def _fingerprint(images: torch.Tensor) -> str:
 
 
 def _seed_list(seeds: Iterable[int]) -> list[int]:
-    out = []
-    for s in seeds:
-        if isinstance(s, (bool, np.bool_)) or int(s) != s or int(s) < 0:
-            raise InputError(f"sample seed {s!r} is not a non-negative integer")
-        out.append(int(s))
+    out = check_seeds(seeds)
     if not out:
         raise InputError("sample_seeds is empty; pass at least one seed (default 100000..100999)")
     return out
