@@ -16,7 +16,8 @@ Usage (GPU)::
 
     python benchmarks/bench_cifar_eval.py --data PATH/cifar10-jpeg --out $OUT/bench_cifar_eval.json
 
-``--quick`` runs a small problem on the CPU (N = 64 random images, 16 seeds, unet-tiny) as a smoke test.
+``--quick`` runs a small problem on the CPU (N = 64 images, random unless ``--data``, 16 seeds, unet-tiny) as a
+smoke test.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small random problem on the CPU")
     args = parser.parse_args()
     if args.quick:
-        args.n, args.seeds, args.arch, args.data, args.device = 64, 16, "unet-tiny", None, "cpu"
+        args.n, args.seeds, args.arch, args.device = 64, 16, "unet-tiny", "cpu"
         args.train_steps, args.train_batch, args.chunk = 2, 16, 256
     device = resolve_device(args.device)
     settings = CellEvalSettings(sample_batch=args.sample_batch, tf32=args.tf32, chunk=args.chunk,

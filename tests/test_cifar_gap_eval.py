@@ -278,6 +278,22 @@ def test_bad_inputs_are_one_line(cell, tmp_path, case):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.gpu
+def test_cuda_evaluation_agrees_with_cpu(cell, cuda):
+    """The same cell on the GPU: the same seeds, samples and verdicts; distances to float64 rounding."""
+    train, test, refs = cell
+    on_gpu = CellReferences(train, cuda)
+    for net_cpu, net_gpu in ((refs.empirical, on_gpu.empirical), (refs.gaussian, on_gpu.gaussian)):
+        a = _evaluate(net_cpu, cell)
+        b = evaluate_cell(net_gpu, train, test_images=test, sample_seeds=SEEDS, references=on_gpu, settings=EXACT,
+                          device=cuda)
+        for key in ("rp_optimum", "copy_fraction", "memorized_fraction", "gl"):
+            assert a.metrics[key] == b.metrics[key], key
+        np.testing.assert_allclose(b.samples, a.samples, atol=1e-9)
+        np.testing.assert_allclose(_distance(b, "test", "gaussian"), _distance(a, "test", "gaussian"), atol=1e-9)
+        assert b.metrics["loss_ratio"] == pytest.approx(a.metrics["loss_ratio"], rel=1e-6)
+
+
 # --- real CIFAR-10 -----------------------------------------------------------------------------------------------
 
 def test_real_cifar_subset_references():

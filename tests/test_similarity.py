@@ -297,3 +297,11 @@ def test_generalizability_and_fraction_ci():
         fraction_ci(np.array([], dtype=bool))
     with pytest.raises(InputError):
         fraction_ci(flags, level=1.0)
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=300), st.integers(0, 1000))
+def test_fraction_ci_brackets_the_fraction(flags, seed):
+    low, high = fraction_ci(np.array(flags), seed=seed, resamples=300)
+    p = float(np.mean(flags))
+    assert 0 <= low <= p <= high <= 1
+    assert low * len(flags) == pytest.approx(round(low * len(flags)))  # a resampled fraction: k / B

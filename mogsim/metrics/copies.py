@@ -91,7 +91,8 @@ def fraction_ci(flags: torch.Tensor | np.ndarray, *, level: float = CI_LEVEL, re
 
     Resampling B flags with replacement gives a count distributed as Binomial(B, p) with p the observed fraction,
     so the resampled fractions are drawn as such (numpy PCG64 seeded with ``seed``): the same interval as resampling
-    the flags, in O(resamples). The interval is degenerate ([0, 0] or [1, 1]) when every flag agrees, a known
+    the flags, in O(resamples). The bounds are resampled fractions (``inverted_cdf`` quantiles), so multiples of
+    1/B. The interval is degenerate ([0, 0] or [1, 1]) when every flag agrees, a known
     limit of the percentile bootstrap.
     """
     arr = np.asarray(flags.detach().cpu().numpy() if isinstance(flags, torch.Tensor) else flags, dtype=bool)
@@ -103,5 +104,5 @@ def fraction_ci(flags: torch.Tensor | np.ndarray, *, level: float = CI_LEVEL, re
         raise InputError(f"resamples={resamples!r}; pass a positive integer")
     rng = np.random.Generator(np.random.PCG64(int(seed)))
     fractions = rng.binomial(arr.size, arr.mean(), size=int(resamples)) / arr.size
-    low, high = np.quantile(fractions, [(1 - level) / 2, (1 + level) / 2])
+    low, high = np.quantile(fractions, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
     return float(low), float(high)
