@@ -22,8 +22,8 @@ evaluation points): it holds the references, the optimum's samples and the simil
 seeds) is ``mogsim.metrics.reproducibility.agreement(samples_a, samples_b, backend)`` on their stored samples.
 
 Cost (CIFAR-10, N = 32,768, 1,000 seeds): the net makes 35,000 + 18,432 + 4,096 calls (sampler, distances, loss);
-the float64 closed forms about 1e13 flops (optimum's sampler 35 x 4 N d per seed, distances and loss floor), the
-nearest-neighbour and similarity searches 2e11: on a GPU the net's calls dominate.
+the float64 closed forms about 2e13 flops (4 N d per query: the optimum's sampler, the distances, the loss floor), the
+nearest-neighbour and similarity searches 4e11: on a GPU the net's calls dominate.
 """
 
 from __future__ import annotations
