@@ -1,30 +1,32 @@
-"""Reproducibility (RP) of two samplers run from the same seeds, with a distance-based similarity for vectors.
+"""Reproducibility (RP) of two samplers run from the same seeds: the fraction of seeds whose two samples match.
 
-Paper 1 scores RP with SSCD image descriptors (threshold 0.6), which do not apply to MoLRG vectors. mogsim's
-offline similarity for vectors is the relative distance of the two samples drawn from one seed:
+"Match" is decided by a similarity backend (:mod:`mogsim.metrics.similarity`): paper 1 uses SSCD descriptors with
+threshold 0.6; for images mogsim's offline default is the pixel correlation (threshold 0.9); for MoLRG vectors it
+is the relative distance of the two samples drawn from one seed,
 
     rel(a, b) = ||a - b|| / sqrt((||a||^2 + ||b||^2) / 2)
 
-(0 for identical samples, about sqrt(2) for independent draws of a zero-mean distribution, 2 for ``b = -a``), and
-``similarity = 1 - rel``. A seed is *reproduced* when ``rel < 1/3`` (similarity > 2/3): the two samples are closer
-to each other than a third of their size. ``RP = fraction of seeds reproduced``. Record this rule with every score.
+(0 for identical samples, about sqrt(2) for independent draws of a zero-mean distribution, 2 for ``b = -a``), with
+``similarity = 1 - rel``; a seed is *reproduced* when ``rel < 1/3``. :func:`reproducibility` keeps that vector rule
+as its default. Record the backend's ``record()`` with every score.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 import torch
 
+from ..errors import InputError
+from .copies import BOOTSTRAP_RESAMPLES, CI_LEVEL, fraction_ci
+from .similarity import RELATIVE_DISTANCE_MAX, RelativeDistance, Similarity, relative_distance
+
 #: Reproduced iff the relative distance is below this (similarity above 1 - RP_THRESHOLD).
-RP_THRESHOLD = 1.0 / 3.0
+RP_THRESHOLD = RELATIVE_DISTANCE_MAX
 
-
-def relative_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``||a - b|| / sqrt((||a||^2 + ||b||^2) / 2)`` per row (float64); 0 where both are 0."""
-    x = a.reshape(a.shape[0], -1).to(torch.float64)
-    y = b.reshape(b.shape[0], -1).to(device=x.device, dtype=torch.float64)
-    num = (x - y).norm(dim=1)
-    den = torch.sqrt(0.5 * ((x * x).sum(dim=1) + (y * y).sum(dim=1)))
-    return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
+__all__ = ["RP_THRESHOLD", "Agreement", "agreement", "relative_distance", "reproducibility", "similarity"]
 
 
 def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -32,6 +34,40 @@ def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 1.0 - relative_distance(a, b)
 
 
-def reproducibility(a: torch.Tensor, b: torch.Tensor, threshold: float = RP_THRESHOLD) -> float:
-    """RP: the fraction of rows (seeds) with ``relative_distance(a, b) < threshold``."""
-    return float((relative_distance(a, b) < threshold).to(torch.float64).mean())
+def reproducibility(a: torch.Tensor, b: torch.Tensor, threshold: float = RP_THRESHOLD, *,
+                    backend: Similarity | None = None) -> float:
+    """RP: the fraction of rows (seeds) whose two samples match.
+
+    Without ``backend``: matched when ``relative_distance(a, b) < threshold``. With a backend, its own threshold
+    applies (set it there; ``threshold`` must stay at its default).
+    """
+    if backend is None:
+        backend = RelativeDistance(threshold)
+    elif threshold != RP_THRESHOLD:
+        raise InputError("threshold applies to the relative distance only; set the threshold of the backend")
+    return float(backend.matches(a, b).to(torch.float64).mean())
+
+
+@dataclass
+class Agreement:
+    """Same-seed agreement of two samplers: per-seed scores and flags, RP and its bootstrap interval."""
+
+    similarity: np.ndarray
+    reproduced: np.ndarray
+    rp: float
+    ci: tuple[float, float]
+    backend: dict[str, Any]
+
+    def summary(self, prefix: str) -> dict[str, Any]:
+        """JSON-ready ``{prefix: rp, prefix_ci: [low, high], prefix_median_similarity: ...}``."""
+        return {prefix: self.rp, f"{prefix}_ci": list(self.ci),
+                f"{prefix}_median_similarity": float(np.median(self.similarity))}
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor, backend: Similarity, *, level: float = CI_LEVEL,
+              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Agreement:
+    """Compare row i of ``a`` with row i of ``b`` (the same seed through two samplers) with ``backend``."""
+    scores = backend.similarity(a, b)
+    flags = backend.is_match(scores)
+    return Agreement(scores.cpu().numpy(), flags.cpu().numpy(), float(flags.to(torch.float64).mean()),
+                     fraction_ci(flags, level=level, resamples=resamples, seed=seed), backend.record())
