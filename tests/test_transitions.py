@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -182,7 +183,9 @@ def test_committed_sweep_reproduces_the_issue_numbers(sweep_30k, measure, expect
 
 
 def test_committed_sweep_exponents(sweep_30k):
-    res = analyse(sweep_30k, (RP_TRUE, POSITION_TRAIN, OLD_INDEX), resamples=20)["measures"]
+    stored = analyse(sweep_30k, (RP_TRUE, POSITION_TRAIN, OLD_INDEX), resamples=20)
+    assert json.loads(json.dumps(stored, allow_nan=False)) == stored  # JSON-ready: reports print stored numbers
+    res = stored["measures"]
     assert res["rp_net_true"]["fit"]["b"] == pytest.approx(1.29, abs=0.01)
     assert res["position_train_fixed"]["fit"]["b"] == pytest.approx(0.70, abs=0.01)
     assert res["generalization_index"]["fit"]["b"] == pytest.approx(-0.04, abs=0.01)
