@@ -75,7 +75,7 @@ import torch
 from ..closed_forms import EmpiricalDenoiser, MoLRG
 from ..devices import exact_float32_matmul, resolve_device
 from ..errors import InputError
-from ..sampling import edm_sigmas, noise_for_seeds, sample
+from ..sampling import NonFiniteDenoiserError, edm_sigmas, noise_for_seeds, sample
 from .copies import COPY_RATIO, nearest_two
 from .reproducibility import RP_THRESHOLD, relative_distance
 
@@ -239,8 +239,11 @@ def _sample_statistics(net: Denoise, mixture: MoLRG, emp: EmpiricalDenoiser, tra
     seeds = range(seed * SEED_STRIDE, seed * SEED_STRIDE + count)
     noise = noise_for_seeds(seeds, (mixture.ambient_dim,), dtype=torch.float64, device=device)
     grid = edm_sigmas(18)
-    draws = {"net": sample(lambda x, s: _call(net, x, s), noise, grid, "heun"),
-             "true": sample(mixture, noise, grid, "heun"), "empirical": sample(emp, noise, grid, "heun")}
+    try:
+        net_draws = sample(lambda x, s: _call(net, x, s), noise, grid, "heun")
+    except NonFiniteDenoiserError:  # a diverged net: no finite sample, judged on that (finite_fraction_net = 0)
+        net_draws = torch.full_like(noise, float("nan"))
+    draws = {"net": net_draws, "true": sample(mixture, noise, grid, "heun"), "empirical": sample(emp, noise, grid, "heun")}
     copy, finite = {}, {}
     for name, xs in draws.items():
         ok = torch.isfinite(xs).all(dim=1)
