@@ -10,7 +10,8 @@ from mogsim.conventions import EDMPrecond, VPPrecond
 from mogsim.denoiser import Denoiser
 from mogsim.errors import InputError
 from mogsim.nets import (MLP, NETWORKS, PreconditionedDenoiser, UNet, VectorUNet, build_from_config, build_network,
-                         count_parameters, list_networks, make_precond, network_config, positional_embedding)
+                         count_parameters, list_networks, network_config, positional_embedding)
+from mogsim.training import make_precond
 
 
 

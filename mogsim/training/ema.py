@@ -21,11 +21,12 @@ class EMA:
 
     def __init__(self, model: nn.Module, halflife_images: float, rampup_ratio: float | None = 0.05) -> None:
         if not halflife_images > 0:
-            raise InputError(f"--ema-halflife-images {halflife_images} must be > 0")
-        if rampup_ratio is not None and not rampup_ratio > 0:
-            raise InputError(f"--ema-rampup-ratio {rampup_ratio} must be > 0 (or None to disable)")
+            raise InputError(f"ema_halflife_images={halflife_images}: must be > 0", parameter="ema_halflife_images")
+        if rampup_ratio is not None and not rampup_ratio >= 0:
+            raise InputError(f"ema_rampup_ratio={rampup_ratio}: must be >= 0 (0 or None: no ramp-up)",
+                             parameter="ema_rampup_ratio")
         self.halflife_images = float(halflife_images)
-        self.rampup_ratio = rampup_ratio
+        self.rampup_ratio = rampup_ratio or None
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
 
     def beta(self, images: int, batch: int) -> float:
