@@ -224,8 +224,8 @@ class RunFolder:
         if not self.path.is_dir():
             return
         stored = self.read_config()
-        if stored is not None and stored.get("format") == self.kind:
-            return
+        if (stored is not None and stored.get("format") == self.kind) or (stored is None and self.config_path.exists()):
+            return  # this kind of run, or a damaged config.json that session() reports
         others = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
         if others:
             what = (f"a {stored.get('format')} run" if stored and stored.get("format")

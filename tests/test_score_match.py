@@ -336,3 +336,21 @@ def test_cli_config_file_sweep(tmp_path, capsys):
     bad.write_text(json.dumps({"rnak": 2}))
     code, _, err = _cli(["score-match", "--config", str(bad)], capsys)
     assert code == 2 and "rnak" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_says_when_it_resumed(tmp_path, capsys):
+    code, out, _ = _cli(["score-match", *TINY_ARGS, "--out", str(tmp_path), "--time-limit", "1e-9"], capsys)
+    assert code == 3 and "state saved" in out
+    code, out, _ = _cli(["score-match", *TINY_ARGS, "--out", str(tmp_path)], capsys)
+    assert code == 0 and "resumed training at step 1 of 40" in out and "verdict:" in out
+
+
+def test_a_second_process_on_the_same_run_stops_with_one_line(tmp_path, capsys):
+    from mogsim.experiments.score_match.run import RUN_KIND
+
+    cfg = replace(TINY, sampler_steps=18)  # what TINY_ARGS give
+    folder = RunFolder.keyed(tmp_path, cfg.slug(), cfg.resolved(CPU), kind=RUN_KIND)
+    with folder.locked():  # as another process training this configuration would
+        code, _, err = _cli(["score-match", *TINY_ARGS, "--out", str(tmp_path)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "another mogsim process" in err and "--out" in err
+    assert not (folder.path / "config.json").exists()

@@ -212,6 +212,44 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, monkeypatch)
     _assert_same_state(_state(tmp_path / "full"), _state(tmp_path / "ext"))
 
 
+def test_kill_mid_log_interval_resumes_losses_exactly(tmp_path, monkeypatch):
+    """A checkpoint between log rows carries the running loss sums: the log row after a resume is the same."""
+    runtime = RuntimeOptions(progress="none", log_every=3, checkpoint_every=2, keep_checkpoints=0)
+    cfg, data = tiny_config(), images()
+    train_run(cfg, data, Budget("steps", 6), tmp_path / "full", runtime=runtime)
+    original = Trainer.train_step
+
+    def dying(self, step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    monkeypatch.setattr(Trainer, "train_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, data, Budget("steps", 6), tmp_path / "cut", runtime=runtime)
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert load_checkpoint(RunFolder(tmp_path / "cut").latest_checkpoint())["loss"]["count"] == 2
+    train_run(cfg, data, Budget("steps", 6), tmp_path / "cut", runtime=runtime)
+    _assert_same_state(_state(tmp_path / "full"), _state(tmp_path / "cut"))
+    assert _losses(tmp_path / "full") == _losses(tmp_path / "cut") and len(_losses(tmp_path / "cut")) == 2
+
+
+def test_divergence_before_any_checkpoint_says_so():
+    trainer = Trainer(tiny_config(), images(), runtime=RuntimeOptions(progress="none", log_every=2))
+    trainer.net.register_forward_hook(lambda module, args, output: output * float("nan"))
+    with pytest.raises(TrainingDiverged, match="at step 0 .*; no checkpoint was written") as info:
+        trainer.fit(4)
+    assert info.value.checkpoint_step is None and "was kept" not in str(info.value)
+
+
+def test_trainer_refuses_non_finite_data_up_front():
+    data = torch.rand(6, *SHAPE)
+    data[4, 1, 2, 3] = float("inf")
+    with pytest.raises(InputError, match=r"data: item 4 \(and 0 more\) holds NaN or Inf values") as info:
+        Trainer(tiny_config(), data)
+    assert info.value.parameter == "data"
+
+
 def test_non_finite_loss_names_the_step_and_keeps_no_bad_checkpoint(tmp_path):
     cfg = tiny_config()
     trainer = Trainer(cfg, images(), runtime=RuntimeOptions(progress="none", log_every=100, checkpoint_every=2))
@@ -222,7 +260,8 @@ def test_non_finite_loss_names_the_step_and_keeps_no_bad_checkpoint(tmp_path):
         return output * float("nan") if calls["n"] == 4 else output  # the 4th forward = step 3
 
     trainer.net.register_forward_hook(poison)
-    with pytest.raises(TrainingDiverged, match=r"at step 3 \(0-based; after 24 images\)") as info:
+    with pytest.raises(TrainingDiverged, match=r"at step 3 \(0-based; after 24 images\).*checkpoint \(step 2\) was "
+                       "kept") as info:
         trainer.fit(10, tmp_path)
     assert info.value.step == 3
     assert [s for s, _ in list_checkpoints(tmp_path)] == [2]

@@ -6,7 +6,7 @@ network (a UNet). Each step draws for every member B items of its own set, noise
 and noise (M, B, *shape). Members never interact: the per-member losses are summed for one backward pass, gradients
 are clipped per member, Adam is element-wise and the EMA is too, so member m's update depends only on its own data,
 weights and optimizer state and on row m of the step's random draws. Trained alone (M = 1) on the same data and fed
-the same rows, a member follows the same trajectory (tested to float32 rounding).
+the same rows, a member follows the same trajectory (the same losses; weights to float32 rounding, tested).
 
 **Randomness**, all a function of (seed, step) or of saved state, which makes resume exact:
 
@@ -200,9 +200,6 @@ class Trainer:
                               p_mean=config.p_mean, p_std=config.p_std)
         self.ema = EMA(net, config.ema_halflife_images, config.ema_rampup_ratio)
         params = [p for p in net.parameters() if p.requires_grad]
-        if self.members > 1 and any(p.shape[0] != self.members for p in params):
-            raise InputError(f"net: a network for {self.members} members needs the member axis first in every "
-                             "parameter (e.g. mlp with members=M)", parameter="net")
         self.optimizer = Adam(params, betas=config.adam_betas, eps=config.adam_eps, fused=device.type == "cuda")
         self.num_parameters = count_parameters(net)
         if self.runtime.compile:

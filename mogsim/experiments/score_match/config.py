@@ -92,8 +92,8 @@ class ScoreMatchConfig:
         check_params(self)
         k, r, n, big_n = self.components, self.rank, self.dim, self.num_train
         if k * r > n:
-            raise InputError(f"components={k} * rank={r} = {k * r} exceeds dim={n}: K mutually orthogonal subspaces "
-                             "of rank r need K r <= n; lower rank or components, or raise dim",
+            raise InputError(f"components={k} * rank={r} = {k * r} exceeds dim={n}: K mutually orthogonal "
+                             "r-dimensional subspaces need K r <= n; lower rank or components, or raise dim",
                              parameter=("rank", "components", "dim"))
         if big_n % k:
             raise InputError(f"num_train={big_n}: must be a multiple of components={k} (exactly N/K training points "
