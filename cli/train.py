@@ -20,7 +20,7 @@ import typer
 
 from mogsim.errors import InputError
 from mogsim.nets import NetOptions, build_from_config, count_parameters
-from mogsim.params import resolve
+from mogsim.params import resolve, to_flags
 from mogsim.runs import RunFolder
 from mogsim.training import (RuntimeOptions, TrainConfig, TrainingDiverged, cleanup_distributed, resolve_budget,
                              setup_distributed, train_run)
@@ -158,7 +158,7 @@ def _train(*, data: Path, out: Path, n: Optional[int], subset_seed: int, balance
         summary = train_run(config, tensor, budget, out, data_record=record, runtime=runtime, ctx=ctx, force=force,
                             extra_files=(SUBSET_FILE,), on_prepared=write_subset)
     except TrainingDiverged as exc:
-        print(f"mogsim: error: {exc}", file=sys.stderr)
+        print(f"mogsim: error: {to_flags(str(exc), FLAGS, ('lr', 'grad_clip', 'bf16'))}", file=sys.stderr)
         raise typer.Exit(1)
     finally:
         cleanup_distributed(ctx)

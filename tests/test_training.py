@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import json
@@ -179,6 +180,22 @@ def _losses(run: Path) -> list[tuple[str, str]]:
         return [(r["step"], r["loss"]) for r in csv.DictReader(fh)]
 
 
+@contextlib.contextmanager
+def killed_at_step(step: int, monkeypatch):
+    """The block's training launch dies (KeyboardInterrupt) during ``step``, as a killed process would."""
+    original = Trainer.train_step
+
+    def dying(self, k):
+        if k == step:
+            raise KeyboardInterrupt
+        return original(self, k)
+
+    monkeypatch.setattr(Trainer, "train_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        yield
+    monkeypatch.setattr(Trainer, "train_step", original)
+
+
 def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, monkeypatch):
     cfg = tiny_config(net=tiny_net(dropout=0.2), xflip=True)  # dropout and flips exercise every random stream
     data = images()
@@ -186,17 +203,8 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, monkeypatch)
     assert full["steps"] == 5 and full["resumed_from"] is None
 
     # A launch killed during step 3 (0-based; last checkpoint after 2 steps), then a resume to 5.
-    original = Trainer.train_step
-
-    def dying(self, step):
-        if step == 3:
-            raise KeyboardInterrupt
-        return original(self, step)
-
-    monkeypatch.setattr(Trainer, "train_step", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_step(3, monkeypatch):
         train_run(cfg, data, Budget("steps", 5), tmp_path / "cut", runtime=QUIET)
-    monkeypatch.setattr(Trainer, "train_step", original)
     assert [s for s, _ in list_checkpoints(tmp_path / "cut")] == [2]
     assert _losses(tmp_path / "cut")[-1][0] == "3"  # a log row past the checkpoint, dropped on resume
     resumed = train_run(cfg, data, Budget("steps", 5), tmp_path / "cut", runtime=QUIET)
@@ -217,17 +225,8 @@ def test_kill_mid_log_interval_resumes_losses_exactly(tmp_path, monkeypatch):
     runtime = RuntimeOptions(progress="none", log_every=3, checkpoint_every=2, keep_checkpoints=0)
     cfg, data = tiny_config(), images()
     train_run(cfg, data, Budget("steps", 6), tmp_path / "full", runtime=runtime)
-    original = Trainer.train_step
-
-    def dying(self, step):
-        if step == 2:
-            raise KeyboardInterrupt
-        return original(self, step)
-
-    monkeypatch.setattr(Trainer, "train_step", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_step(2, monkeypatch):
         train_run(cfg, data, Budget("steps", 6), tmp_path / "cut", runtime=runtime)
-    monkeypatch.setattr(Trainer, "train_step", original)
     assert load_checkpoint(RunFolder(tmp_path / "cut").latest_checkpoint())["loss"]["count"] == 2
     train_run(cfg, data, Budget("steps", 6), tmp_path / "cut", runtime=runtime)
     _assert_same_state(_state(tmp_path / "full"), _state(tmp_path / "cut"))

@@ -76,7 +76,7 @@ def _spec(name: str) -> NetSpec:
     try:
         return NETWORKS[str(name).strip().lower()]
     except KeyError:
-        raise InputError(f"--arch {name!r} is not one of {', '.join(NETWORKS)}") from None
+        raise InputError(f"arch={name!r} is not one of {', '.join(NETWORKS)}", parameter="arch") from None
 
 
 def network_config(name: str, sample_shape: Sequence[int] | None = None, **overrides: Any) -> dict[str, Any]:

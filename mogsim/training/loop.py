@@ -70,7 +70,7 @@ class TrainingDiverged(RuntimeError):
         kept = (f"the last checkpoint (step {checkpoint_step}) was kept" if checkpoint_step is not None
                 else "no checkpoint was written")
         super().__init__(f"training diverged: non-finite loss or gradient at step {step} (0-based; after "
-                         f"{images} images); lower --lr, set --grad-clip, or use --no-bf16; {kept}")
+                         f"{images} images); lower lr, set grad_clip, or turn off bf16; {kept}")
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ and ``metrics.json`` last (re-running a finished configuration reuses it), plus 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,5 +162,5 @@ def run_score_match(cfg: ScoreMatchConfig, out: Any, *, device: str | torch.devi
                          resumed_at_step=training.resumed_at_step)
     if report and not folder.has("report.pdf"):
         write_report(folder.path)
-    return RunResult(folder.path, json.loads(folder.file(METRICS_FILE).read_text()),
+    return RunResult(folder.path, folder.read_json(METRICS_FILE),
                      read_csv(folder.file("per_sigma.csv")), reused=True)
