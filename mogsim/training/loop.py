@@ -180,7 +180,6 @@ class Trainer:
         self.local_batch = config.batch // self.ctx.world_size
         self.coords = math.prod(self.sample_shape)
         self.counts = [int(s.shape[0]) for s in sets]
-        self.num_items = self.counts[0] if self.members == 1 else sum(self.counts)
         self.data = self._stack(sets).to(device)
         self._rows = torch.arange(self.members, device=device)[:, None]
 
@@ -194,10 +193,9 @@ class Trainer:
         has_sd = parametrisation(config.precond).has_sigma_data
         self.denoiser = PreconditionedDenoiser(net, self.precond, sigma_data=config.sigma_data if has_sd else None)
         self.denoiser.to(device)
-        sd = self.denoiser.sigma_data
-        template = torch.empty(self.members, 1, device=device)
-        self.loss = make_loss(config.precond, sigma_data=per_member(sd.float(), template) if has_sd else None,
-                              p_mean=config.p_mean, p_std=config.p_std)
+        sd = self.denoiser.sigma_data  # the loss weighs member m's samples with sigma_data[m]
+        self.loss = make_loss(config.precond, p_mean=config.p_mean, p_std=config.p_std,
+                              sigma_data=per_member(sd.float(), torch.empty(self.members, 1)) if has_sd else None)
         self.ema = EMA(net, config.ema_halflife_images, config.ema_rampup_ratio)
         params = [p for p in net.parameters() if p.requires_grad]
         self.optimizer = Adam(params, betas=config.adam_betas, eps=config.adam_eps, fused=device.type == "cuda")
