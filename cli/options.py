@@ -50,13 +50,6 @@ def with_options(*classes: type, skip: tuple[str, ...] = ()) -> Callable[[F], F]
     return decorate
 
 
-def flags_of(*classes: type, **extra: str) -> dict[str, str]:
-    """Parameter name -> flag for the declared parameters of ``classes``, plus ``extra`` (e.g. ``out="--out"``)."""
-    table = {d.name: d.flag for cls in classes for d in declared(cls)}
-    table.update(extra)
-    return table
-
-
 @contextlib.contextmanager
 def flag_errors(names_to_flags: Mapping[str, str]) -> Iterator[None]:
     """Re-raise the block's :class:`InputError` with parameter names rewritten to their flags."""

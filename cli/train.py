@@ -20,13 +20,13 @@ import typer
 
 from mogsim.errors import InputError
 from mogsim.nets import NetOptions, build_from_config, count_parameters
-from mogsim.params import resolve, to_flags
+from mogsim.params import flags, resolve, to_flags
 from mogsim.runs import RunFolder
 from mogsim.training import (RuntimeOptions, TrainConfig, TrainingDiverged, cleanup_distributed, resolve_budget,
                              setup_distributed, train_run)
 from mogsim.training.run import RUN_KIND
 
-from .options import flag_errors, flags_of, with_options
+from .options import flag_errors, with_options
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".pt")
 SUBSET_FILE = "subset.json"
@@ -89,8 +89,8 @@ def _load_array(path: Path) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-FLAGS = flags_of(NetOptions, TrainConfig, RuntimeOptions, out="--out", data="--data", n="--n",
-                 device="--device", force="--force", steps="--steps", images="--images", epochs="--epochs")
+FLAGS = {**flags(NetOptions, TrainConfig, RuntimeOptions), **{name: f"--{name}" for name in (
+    "out", "data", "n", "device", "force", "steps", "images", "epochs")}}
 
 
 def _auto(flag: Optional[bool], device: torch.device) -> bool:

@@ -10,6 +10,7 @@ Labels are non-negative integers or strings (hashed with SHA-256); numpy's ``See
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -19,12 +20,17 @@ from .errors import InputError
 _SEED_BITS = 63
 
 
+@functools.lru_cache(maxsize=256)
+def _label(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
 def derive_seed(*parts: int | str) -> int:
     """A 63-bit seed from a root seed and labels: the same parts give the same seed on every machine."""
     words = []
     for part in parts:
         if isinstance(part, str):
-            words.append(int.from_bytes(hashlib.sha256(part.encode()).digest()[:8], "little"))
+            words.append(_label(part))
         elif isinstance(part, (int, np.integer)) and not isinstance(part, bool) and part >= 0:
             words.append(int(part))
         else:

@@ -212,6 +212,7 @@ class Trainer:
         self.orders = [DataOrder(n, derive_seed(config.seed, "data-order", m)) for m, n in enumerate(self.counts)]
         self._chunk_steps = max(1, min(_INDEX_CHUNK_STEPS, _INDEX_CHUNK_ITEMS // (self.members * config.batch)))
         self._index_chunk: tuple[int, torch.Tensor | None] = (0, None)
+        self._noise_generator = torch.Generator(device=device)  # reseeded from (seed, step) at every step
         self.step = 0
         self.checkpoint_step: int | None = None
         self.history: list[list[float]] = []
@@ -262,7 +263,7 @@ class Trainer:
         cfg, dev, m = self.config, self.device, self.members
         b, lo = self.local_batch, self.ctx.rank * self.local_batch
         idx = self._global_indices(step)[:, lo:lo + b]
-        gen = torch.Generator(device=dev)
+        gen = self._noise_generator
         gen.manual_seed(derive_seed(cfg.seed, "training-noise", step))
         sigma = self.loss.sample_sigma((m, cfg.batch), gen, dev)[:, lo:lo + b]
         noise = torch.randn((m, cfg.batch, *self.sample_shape), generator=gen, device=dev)[:, lo:lo + b]
@@ -283,7 +284,7 @@ class Trainer:
                     else contextlib.nullcontext())
         with autocast:
             per_sample = self.model(y, sigma, noise)
-        (per_sample.mean(dim=1).sum() * self.coords).backward()
+        (per_sample.sum() * (self.coords / per_sample.shape[1])).backward()  # sum over members of batch means
         return per_sample.detach().sum(dim=1)
 
     def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,11 +308,11 @@ class Trainer:
         self._first_bad = torch.full((), -1, device=self.device, dtype=torch.int64)
 
     def _accumulate(self, step: int, loss_sum: torch.Tensor, norms: torch.Tensor) -> None:
-        self._sums += torch.stack([loss_sum, norms]).to(torch.float64)
+        self._sums[0] += loss_sum
+        self._sums[1] += norms
         self._count += 1
-        finite = torch.isfinite(loss_sum).all() & torch.isfinite(norms).all()
-        self._first_bad = torch.where(finite | (self._first_bad >= 0), self._first_bad,
-                                      torch.full_like(self._first_bad, step))
+        finite = torch.isfinite(loss_sum.sum() + norms.sum())  # a NaN or inf anywhere makes the sum non-finite
+        self._first_bad = torch.where(finite | (self._first_bad >= 0), self._first_bad, step)
 
     def _check_finite(self) -> None:
         """Raise :class:`TrainingDiverged` if any step since the last log row was not finite (on any rank)."""
