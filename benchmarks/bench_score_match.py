@@ -1,8 +1,8 @@
 """Speed-up of training M score-matching MLPs as one batched ensemble over training them one at a time.
 
-Both paths run mogsim's real training loop (:func:`mogsim.experiments.bank_training.train_bank`: batch gather, EDM
-noise, loss, Adam, EMA) on MoLRG training sets of the sweep's shapes. "One at a time" trains each model as an
-ensemble of M = 1 (the same code a single ``mogsim score-match`` run uses); its time for M models is measured on
+Both paths run mogsim's training engine (:class:`mogsim.training.Trainer`: batch gather, EDM noise, loss, per-member
+gradient norms, Adam, EMA) on MoLRG training sets of the sweep's shapes. "One at a time" trains each model as an
+MLP of M = 1 member (the same code a single ``mogsim score-match`` run uses); its time for M models is measured on
 ``--single-models`` of them and scaled to M. Usage::
 
     python benchmarks/bench_score_match.py --device cuda --members 1,8,36,72 --steps 300 --json bench.json
@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from mogsim.devices import resolve_device  # noqa: E402
-from mogsim.experiments.bank_training import train_bank  # noqa: E402
-from mogsim.experiments.score_match import ScoreMatchConfig, build_bank, make_problem  # noqa: E402
+from mogsim.experiments.score_match import ScoreMatchConfig, make_problem, training_config  # noqa: E402
 from mogsim.provenance import provenance  # noqa: E402
+from mogsim.training import DistContext, RuntimeOptions, Trainer  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -33,17 +33,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_bank(cfgs: list[ScoreMatchConfig], steps: int, warmup: int, device: torch.device) -> float:
-    """Seconds per training step of one bank holding ``cfgs`` (after ``warmup`` untimed steps)."""
-    sets = [make_problem(c)[1] for c in cfgs]
-    spec = cfgs[0].train_spec()
-    from dataclasses import replace
-
-    train_bank(build_bank(cfgs), sets, replace(spec, steps=warmup), seed=0, device=device)
+def time_members(cfgs: list[ScoreMatchConfig], steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds per training step of one model holding ``cfgs`` as its members (after ``warmup`` untimed steps)."""
+    sets = [make_problem(c)[1].float() for c in cfgs]
+    trainer = Trainer(training_config(cfgs), sets, runtime=RuntimeOptions(log_every=10**12, progress="none"),
+                      ctx=DistContext(device=device))
+    trainer.fit(warmup)
     _sync(device)
-    bank = build_bank(cfgs)
     t0 = time.perf_counter()
-    train_bank(bank, sets, replace(spec, steps=steps), seed=0, device=device, log_every=max(steps, 1))
+    trainer.fit(warmup + steps)
     _sync(device)
     return (time.perf_counter() - t0) / steps
 
@@ -63,16 +61,16 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     ranks, ns = (2, 4, 6, 8), [2**k for k in range(4, 13)]
-    grid = [ScoreMatchConfig(rank=r, n=n, width=args.width, depth=args.depth, batch=args.batch)
+    grid = [ScoreMatchConfig(rank=r, num_train=n, width=args.width, depth=args.depth, batch=args.batch)
             for r in ranks for n in ns]
     members = [int(m) for m in args.members.split(",")]
-    single = [time_bank([grid[(i * 7) % len(grid)]], args.steps, args.warmup, device)
+    single = [time_members([grid[(i * 7) % len(grid)]], args.steps, args.warmup, device)
               for i in range(args.single_models)]
     t_single = sum(single) / len(single)
     rows = []
     for m in members:
         cfgs = [grid[i % len(grid)] for i in range(m)]
-        t_ens = time_bank(cfgs, args.steps, args.warmup, device)
+        t_ens = time_members(cfgs, args.steps, args.warmup, device)
         rows.append({"members": m, "ensemble_ms_per_step": 1e3 * t_ens, "one_at_a_time_ms_per_step": 1e3 * m * t_single,
                      "speedup": m * t_single / t_ens, "model_steps_per_s": m / t_ens})
     print(f"device: {device} ({provenance(device).get('device_name')}); width {args.width}, depth {args.depth}, "

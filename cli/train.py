@@ -1,7 +1,9 @@
 """``mogsim train``: train a registered network on a seeded CIFAR-10 subset (or an array file) into a run folder.
 
 Re-running with the same ``--out`` resumes from the newest checkpoint; a different configuration there is refused
-unless ``--force`` (which starts that run over). Multi-GPU: ``torchrun --standalone --nproc_per_node=G --
+unless ``--force`` (which starts that run over), and so is a folder holding anything else. The options of the
+network (:class:`mogsim.nets.NetOptions`), the training recipe (:class:`mogsim.training.TrainConfig`) and the
+runtime (:class:`mogsim.training.RuntimeOptions`) are generated from those dataclasses. Multi-GPU: ``torchrun --standalone --nproc_per_node=G --
 $(which mogsim) train ...`` (the ``--`` keeps torchrun from reading ``--n`` as an abbreviation of its own options;
 every rank loads the data, rank 0 writes).
 """
@@ -17,11 +19,20 @@ import typer
 
 from mogsim.data import load_training_set
 from mogsim.errors import InputError
-from mogsim.nets import NETWORKS, PRECONDS, build_from_config, count_parameters, network_config
+from mogsim.nets import NetOptions, build_from_config, count_parameters
+from mogsim.params import flags, resolve, to_flags
+from mogsim.runs import RunFolder
 from mogsim.training import (RuntimeOptions, TrainConfig, TrainingDiverged, cleanup_distributed, resolve_budget,
                              setup_distributed, train_run)
+from mogsim.training.run import RUN_KIND
+
+from .options import flag_errors, with_options
 
 SUBSET_FILE = "subset.json"
+
+
+FLAGS = {**flags(NetOptions, TrainConfig, RuntimeOptions), **{name: f"--{name}" for name in (
+    "out", "data", "n", "device", "force", "steps", "images", "epochs")}}
 
 
 def _auto(flag: Optional[bool], device: torch.device) -> bool:
@@ -29,6 +40,7 @@ def _auto(flag: Optional[bool], device: torch.device) -> bool:
     return device.type == "cuda" if flag is None else bool(flag)
 
 
+@with_options(NetOptions, TrainConfig, RuntimeOptions)
 def train_command(
     data: Path = typer.Option(..., "--data", help="CIFAR-10 in any format mogsim.data reads (official archive, "
                               "EDM zip/folder with dataset.json, class folders), or a .npy/.npz/.pt array (N, ...)."),
@@ -38,73 +50,41 @@ def train_command(
     subset_seed: int = typer.Option(0, "--subset-seed", help="Seed of the --n subset."),
     balanced: bool = typer.Option(False, "--balanced/--no-balanced", help="Class-balanced subset (CIFAR-10)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Keep decoded CIFAR-10 arrays here."),
-    arch: str = typer.Option("unet-64", "--arch", help=f"Network: {', '.join(NETWORKS)}."),
-    width: Optional[int] = typer.Option(None, "--width", help="Width override: model_channels of a UNet, width of "
-                                        "the MLP."),
-    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout of a UNet (default 0; the authors "
-                                            "used 0.13)."),
-    precond: str = typer.Option("vp", "--precond", help="Preconditioning and loss: vp (the paper) or edm."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Budget in optimizer steps."),
     images: Optional[float] = typer.Option(None, "--images", help="Budget in training images, e.g. 2e6."),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Budget in passes over the subset."),
-    batch: int = typer.Option(128, "--batch", help="Global batch size (split over processes)."),
-    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate (the authors': 1e-3)."),
-    lr_warmup_images: int = typer.Option(200_000, "--lr-warmup-images", help="Linear warm-up length in images "
-                                         "(EDM: 10M, too long for small budgets; 0 = none)."),
-    ema_halflife_images: float = typer.Option(500_000, "--ema-halflife-images", help="EMA half-life in images."),
-    ema_rampup_ratio: float = typer.Option(0.05, "--ema-rampup-ratio", help="EMA half-life is at most this "
-                                           "fraction of the images seen (EDM); 0 = off."),
-    grad_clip: float = typer.Option(0.0, "--grad-clip", help="Clip the gradient norm to this (0 = off)."),
-    xflip: bool = typer.Option(False, "--xflip/--no-xflip", help="Random horizontal flips (augmentation)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, data order, noise and dropout."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bfloat16 autocast [default: on for CUDA]."),
-    tf32: bool = typer.Option(False, "--tf32/--no-tf32", help="Allow TF32 in float32 convolutions and matmuls."),
-    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the network "
-                                            "[default: on for CUDA]."),
-    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
-                                                 help="channels_last memory format [default: off; it slowed "
-                                                 "unet-64 by 6-11% on an H100, see BENCHMARKS.md]."),
-    checkpoint_every: int = typer.Option(2000, "--checkpoint-every", help="Checkpoint every this many steps (and at "
-                                         "the end; 0 = only at the end)."),
-    keep_checkpoints: int = typer.Option(2, "--keep-checkpoints", help="Keep the newest K checkpoints (0 = all)."),
-    log_every: int = typer.Option(100, "--log-every", help="Log row (log.csv, progress) every this many steps."),
     force: bool = typer.Option(False, "--force", help="Start over if --out holds a run with another config."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress: bars on a terminal, "
+                                  "a line every few seconds otherwise."),
+    **options: Any,
 ) -> None:
     """Train a denoiser network (DDPM++ UNet or MLP) with exact resume; re-run to continue an interrupted run."""
-    budget = resolve_budget(steps=steps, images=images, epochs=epochs)
-    if n is not None and n < 1:
-        raise InputError(f"--n {n} must be >= 1")
-    if width is not None and width < 1:
-        raise InputError(f"--width {width} must be >= 1")
-    if arch.strip().lower() not in NETWORKS:
-        raise InputError(f"--arch {arch!r} is not one of {', '.join(NETWORKS)}")
-    if precond.strip().lower() not in PRECONDS:
-        raise InputError(f"--precond {precond!r} is not one of {', '.join(PRECONDS)}")
+    with flag_errors(FLAGS):
+        _train(data=data, out=out, n=n, subset_seed=subset_seed, balanced=balanced, cache_dir=cache_dir,
+               budget=resolve_budget(steps=steps, images=images, epochs=epochs), device=device, force=force,
+               progress=progress, options=options)
+
+
+def _train(*, data: Path, out: Path, n: Optional[int], subset_seed: int, balanced: bool, cache_dir: Optional[Path],
+           budget: Any, device: str, force: bool, progress: bool, options: dict[str, Any]) -> None:
+    """Check every option, load the data, train; nothing is written before all checks passed."""
+    if n is not None and not 1 <= n <= 10**9:
+        raise InputError(f"n={n}: must be between 1 and 10^9 (or left out to use every item)", parameter="n")
+    net_options = resolve(NetOptions, options)
     ctx = setup_distributed(device)
     try:
+        options.update(bf16=_auto(options.get("bf16"), ctx.device), compile=_auto(options.get("compile"), ctx.device))
+        config = resolve(TrainConfig, options, net={})  # checked now; the network follows the data's shape
+        runtime = resolve(RuntimeOptions, options, progress="auto" if progress else "none")
+        RunFolder(out, kind=RUN_KIND).check_owner()
         loaded = load_training_set(data, n=n, subset_seed=subset_seed, balanced=balanced, cache_dir=cache_dir,
                                    option="--data")
         tensor, idx = loaded.data, loaded.indices
         tensor = tensor.float() if tensor.is_floating_point() else tensor  # arrays train in float32, CIFAR as uint8
         record = {**loaded.record, "subset_file": SUBSET_FILE if idx is not None else None}
-        family = NETWORKS[arch.strip().lower()].family
-        overrides: dict[str, Any] = {}
-        if width is not None:
-            overrides["width" if family == "mlp" else "model_channels"] = width
-        if dropout is not None:
-            if family == "mlp":
-                raise InputError("--dropout applies to UNets; the MLP has none")
-            overrides["dropout"] = dropout
-        net = network_config(arch, tuple(tensor.shape[1:]), **overrides)
-        config = TrainConfig(net=net, precond=precond.strip().lower(), batch=batch, lr=lr,
-                             lr_warmup_images=lr_warmup_images, ema_halflife_images=ema_halflife_images,
-                             ema_rampup_ratio=ema_rampup_ratio if ema_rampup_ratio > 0 else None,
-                             grad_clip=grad_clip, xflip=xflip, seed=seed, bf16=_auto(bf16, ctx.device), tf32=tf32)
-        runtime = RuntimeOptions(compile=_auto(compile_, ctx.device), channels_last=bool(channels_last),
-                                 checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-                                 log_every=log_every, progress="auto" if progress else "none")
+        net = net_options.network_config(tuple(tensor.shape[1:]))
+        config = TrainConfig.from_dict({**config.to_dict(), "net": net})
 
         def write_subset(run: Path) -> None:
             if idx is not None:
@@ -114,21 +94,23 @@ def train_command(
                             num_items=record["num_items_source"])
 
         if ctx.is_main:
-            total = budget.total_steps(batch, int(tensor.shape[0]))
-            typer.echo(f"{net['name']} ({precond}) on {tensor.shape[0]} items of shape {tuple(tensor.shape[1:])}: "
-                       f"{total} steps of {batch} on {ctx.device} x{ctx.world_size}; bf16={config.bf16} "
-                       f"compile={runtime.compile} channels_last={runtime.channels_last}")
+            total = budget.total_steps(config.batch, int(tensor.shape[0]))
+            typer.echo(f"{net['name']} ({config.precond}) on {tensor.shape[0]} items of shape "
+                       f"{tuple(tensor.shape[1:])}: {total} steps of {config.batch} on {ctx.device} "
+                       f"x{ctx.world_size}; bf16={config.bf16} compile={runtime.compile} "
+                       f"channels_last={runtime.channels_last}")
             with torch.device("meta"):
                 typer.echo(f"parameters: {count_parameters(build_from_config(net)):,}")
         summary = train_run(config, tensor, budget, out, data_record=record, runtime=runtime, ctx=ctx, force=force,
-                            extra_files=(SUBSET_FILE,), on_prepared=write_subset, show_progress=progress)
+                            extra_files=(SUBSET_FILE,), on_prepared=write_subset)
     except TrainingDiverged as exc:
-        print(f"mogsim: error: {exc}", file=sys.stderr)
+        print(f"mogsim: error: {to_flags(str(exc), FLAGS, ('lr', 'grad_clip', 'bf16'))}", file=sys.stderr)
         raise typer.Exit(1)
     finally:
         cleanup_distributed(ctx)
     if ctx.is_main:
-        resumed = f" (resumed from {Path(summary['resumed_from']).name})" if summary["resumed_from"] else ""
+        resumed = (f" (resumed from {Path(summary['resumed_from']).name} at step {summary['resumed_at_step']})"
+                   if summary["resumed_from"] else "")
         if summary["steps_this_launch"] == 0:
             typer.echo(f"already trained to step {summary['steps']}{resumed}, which meets the budget of "
                        f"{summary['total_steps']} steps; nothing to do. Run folder {out}")

@@ -1,13 +1,17 @@
-"""The one denoiser interface that every closed form and every trained network implements.
+"""The one denoiser interface that every closed form and every trained network implements, and mogsim's shared
+type names.
 
 A denoiser is called as ``D(x, sigma)`` with ``x`` of shape (B, *sample_shape) and ``sigma`` a float or a (B,)
 tensor, and returns ``E[x0 | x]`` (the posterior mean for ``x = x0 + sigma eps``) with x's shape, dtype and device.
 Samplers and metrics depend on this protocol only, never on which family they hold.
+
+Type names: :data:`Sigma` (a noise level argument), :data:`SampleShape`, and the progress-callback types
+:class:`Advance` and :data:`ProgressFactory` that training, sampling, evaluation and sweeps report through.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 import torch
 
@@ -20,6 +24,21 @@ class Denoiser(Protocol):
     """``D(x, sigma) -> E[x0 | x]`` for ``x = x0 + sigma * eps``."""
 
     def __call__(self, x: torch.Tensor, sigma: Sigma) -> torch.Tensor: ...
+
+
+SampleShape = tuple[int, ...]
+"""The shape of one sample, e.g. ``(48,)`` for a vector or ``(3, 32, 32)`` for an image."""
+
+
+class Advance(Protocol):
+    """Reports progress on one task: ``advance(k)`` after k more units of work; ``note`` replaces the task's short
+    status text (e.g. the current loss), ``advance(0, note)`` updates only the note."""
+
+    def __call__(self, steps: int, /, note: str | None = None) -> None: ...
+
+
+ProgressFactory = Callable[[str, int], Advance]
+"""``progress(description, total)`` starts a task of ``total`` units and returns its :class:`Advance`."""
 
 
 class ClosedFormDenoiser:

@@ -21,23 +21,24 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: no CUDA GPU is visible to torch; use --device cpu or auto")
+            raise InputError(f"--device {device}: no CUDA GPU is visible to torch; use --device cpu or auto",
+                             parameter="device")
         return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")
-    raise InputError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N")
+    raise InputError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N", parameter="device")
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """``"float32"`` or ``"float64"`` (or the torch dtype itself)."""
     if isinstance(dtype, torch.dtype):
         if dtype not in _DTYPES.values():
-            raise InputError(f"dtype {dtype} is not supported; use float32 or float64")
+            raise InputError(f"dtype {dtype} is not supported; use float32 or float64", parameter="dtype")
         return dtype
     try:
         return _DTYPES[str(dtype).strip().lower()]
     except KeyError:
-        raise InputError(f"--dtype {dtype!r} is not one of {', '.join(_DTYPES)}") from None
+        raise InputError(f"--dtype {dtype!r} is not one of {', '.join(_DTYPES)}", parameter="dtype") from None
 
 
 def device_description(device: torch.device) -> str:
@@ -48,32 +49,44 @@ def device_description(device: torch.device) -> str:
 
 
 @contextlib.contextmanager
-def exact_float32_matmul() -> Iterator[None]:
-    """Run the block with TF32 (and other reduced-precision float32 modes) off for matrix products, then restore.
+def float32_precision(tf32: bool) -> Iterator[None]:
+    """The one TF32 switch: run the block with float32 matrix products and cuDNN convolutions in TF32
+    (``tf32=True``: fast, 10 mantissa bits of input) or in full float32 (``False``), then restore the settings.
 
-    PyTorch lets a user (or another library) turn on TF32 globally, which silently rounds float32 matrix-product
-    inputs to 10 mantissa bits. Closed forms that claim float32 accuracy run their products inside this block.
-    PyTorch >= 2.9 has per-backend ``fp32_precision`` settings (and refuses reads through the legacy flags once they
-    are used); older versions only the legacy flags. Either way the previous settings come back afterwards.
+    PyTorch lets a user (or another library) turn TF32 on globally, and cuDNN convolutions default to it, which
+    silently rounds float32 inputs. Closed forms that claim float32 accuracy and the trainer's float32 mode run inside
+    this block. PyTorch >= 2.9 has per-backend ``fp32_precision`` settings (and refuses reads through the legacy flags
+    once they are used); older versions only the legacy flags. CPU (oneDNN) products are kept exact when
+    ``tf32=False`` and left as configured otherwise.
     """
-    candidates = [torch.backends.cuda.matmul, getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)]
-    new_api = [b for b in candidates if b is not None and hasattr(b, "fp32_precision")]
-    if new_api:
-        saved = [b.fp32_precision for b in new_api]
-        for b in new_api:
-            b.fp32_precision = "ieee"
+    value = "tf32" if tf32 else "ieee"
+    mkldnn = getattr(torch.backends, "mkldnn", None)
+    gpu = [torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)]
+    cpu = [getattr(mkldnn, "matmul", None), getattr(mkldnn, "conv", None)] if not tf32 else []
+    targets = [(b, value) for b in gpu if hasattr(b, "fp32_precision")]
+    targets += [(b, "ieee") for b in cpu if hasattr(b, "fp32_precision")]
+    if targets:
+        saved = [b.fp32_precision for b, _ in targets]
+        for b, v in targets:
+            b.fp32_precision = v
         try:
             yield
         finally:
-            for b, value in zip(new_api, saved):
-                b.fp32_precision = value
+            for (b, _), old in zip(targets, saved):
+                b.fp32_precision = old
         return
-    old_precision = torch.get_float32_matmul_precision()
-    old_cuda = torch.backends.cuda.matmul.allow_tf32
-    torch.set_float32_matmul_precision("highest")
-    torch.backends.cuda.matmul.allow_tf32 = False
+    old = (torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32,
+           torch.backends.cudnn.allow_tf32)
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
     try:
         yield
     finally:
-        torch.set_float32_matmul_precision(old_precision)
-        torch.backends.cuda.matmul.allow_tf32 = old_cuda
+        torch.set_float32_matmul_precision(old[0])
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old[1], old[2]
+
+
+def exact_float32_matmul() -> contextlib.AbstractContextManager[None]:
+    """Full-precision float32 products for the block (:func:`float32_precision` with ``tf32=False``)."""
+    return float32_precision(False)

@@ -125,3 +125,23 @@ def test_divergence_is_one_line_and_exit_1(edm_zip, tmp_path, capsys, monkeypatc
     assert run_cli(base_args(edm_zip, tmp_path / "run") + ["--steps", "2"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("mogsim: error: training diverged") and "at step 0" in err and "\n" not in err
+
+
+def test_progress_lines_without_a_terminal_and_attention_for_small_images(tmp_path, capsys):
+    """Not on a terminal, train prints a progress line as it starts (not minutes later); unet-tiny on 8x8 images
+    puts its attention at the same relative place (4) or where --attn-resolutions says; config.json is strict."""
+    from mogsim.params import loads_strict
+
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).uniform(-1, 1, (6, 3, 8, 8)).astype(np.float32))
+    args = ["train", "--data", str(data), "--arch", "unet-tiny", "--width", "8", "--batch", "4", "--device", "cpu",
+            "--steps", "2", "--log-every", "1"]
+    assert run_cli(args + ["--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines()[0].startswith("train: 0/2") and "train: 2/2" in err and "loss" in err
+    config = loads_strict((tmp_path / "a" / "config.json").read_text())
+    assert config["train"]["net"]["kwargs"]["attn_resolutions"] == [4]
+    assert run_cli(args + ["--out", str(tmp_path / "b"), "--attn-resolutions", "8,2", "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+    config = loads_strict((tmp_path / "b" / "config.json").read_text())
+    assert config["train"]["net"]["kwargs"]["attn_resolutions"] == [8, 2]

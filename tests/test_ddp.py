@@ -18,14 +18,17 @@ import torch
 
 from mogsim.nets import network_config
 from mogsim.errors import InputError
-from mogsim.training import (Budget, DistContext, TrainConfig, Trainer, latest_checkpoint, load_checkpoint,
-                             setup_distributed, train_run)
+from mogsim.runs import RunFolder, load_checkpoint
+from mogsim.training import Budget, DistContext, TrainConfig, Trainer, setup_distributed, train_run
 
+# float64 networks: the gradient comparison below then tests the averaging over ranks, not how float32 convolution
+# kernels round a batch of 4 differently from a batch of 8 (about 1 ulp of the largest gradient).
 SETUP = """
 import torch
 from mogsim.nets import network_config
 from mogsim.training import Budget, RuntimeOptions, TrainConfig
 torch.set_num_threads(1)
+torch.set_default_dtype(torch.float64)
 CFG = TrainConfig(net=network_config("unet-tiny", (3, 8, 8), model_channels=16, channel_mult=(1, 2),
                                      attn_resolutions=(4,)), precond="edm", batch=8, lr=1e-3, lr_warmup_images=16)
 DATA = torch.randint(0, 256, (6, 3, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
@@ -43,7 +46,7 @@ trainer = Trainer(CFG, DATA, runtime=RUNTIME, ctx=ctx)
 trainer.forward_backward(0)
 torch.save({n: p.grad for n, p in trainer.net.named_parameters()}, out / f"grads{ctx.rank}.pt")
 del trainer
-train_run(CFG, DATA, Budget("steps", 3), out / "run", runtime=RUNTIME, ctx=ctx, show_progress=False)
+train_run(CFG, DATA, Budget("steps", 3), out / "run", runtime=RUNTIME, ctx=ctx)
 cleanup_distributed(ctx)
 """
 
@@ -76,12 +79,17 @@ def test_two_process_gloo_matches_single_process(tmp_path):
     assert all(p.returncode == 0 for p in procs), "\n".join(outputs)
 
     ns: dict = {}
-    exec(textwrap.dedent(SETUP), ns)  # the very same config and data, single process
-    single = Trainer(ns["CFG"], ns["DATA"], runtime=ns["RUNTIME"])
-    single.forward_backward(0)
+    default_dtype = torch.get_default_dtype()
+    try:
+        exec(textwrap.dedent(SETUP), ns)  # the very same config and data, single process
+        single = Trainer(ns["CFG"], ns["DATA"], runtime=ns["RUNTIME"])
+        single.forward_backward(0)
+    finally:
+        torch.set_default_dtype(default_dtype)
     g0 = torch.load(tmp_path / "grads0.pt")
     g1 = torch.load(tmp_path / "grads1.pt")
     for name, p in single.net.named_parameters():
+        assert p.dtype == torch.float64
         assert torch.equal(g0[name], g1[name]), name  # DDP leaves every rank with the same averaged gradient
         assert torch.allclose(g0[name], p.grad, rtol=1e-5, atol=1e-6), name
 
@@ -89,11 +97,14 @@ def test_two_process_gloo_matches_single_process(tmp_path):
     run = tmp_path / "run"
     record = json.loads((run / "config.json").read_text())
     assert record["runtime"]["world_size"] == 2
-    ddp_state = load_checkpoint(latest_checkpoint(run))
+    ddp_state = load_checkpoint(RunFolder(run).latest_checkpoint())
     assert ddp_state["step"] == 3 and len(ddp_state["rng"]) == 2
-    train_run(ns["CFG"], ns["DATA"], Budget("steps", 3), tmp_path / "single", runtime=ns["RUNTIME"],
-              show_progress=False)
-    one_state = load_checkpoint(latest_checkpoint(tmp_path / "single"))
+    try:
+        torch.set_default_dtype(torch.float64)
+        train_run(ns["CFG"], ns["DATA"], Budget("steps", 3), tmp_path / "single", runtime=ns["RUNTIME"])
+    finally:
+        torch.set_default_dtype(default_dtype)
+    one_state = load_checkpoint(RunFolder(tmp_path / "single").latest_checkpoint())
     for name, w in one_state["net"].items():
         assert torch.allclose(ddp_state["net"][name], w, atol=1e-4), name
 

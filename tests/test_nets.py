@@ -10,7 +10,8 @@ from mogsim.conventions import EDMPrecond, VPPrecond
 from mogsim.denoiser import Denoiser
 from mogsim.errors import InputError
 from mogsim.nets import (MLP, NETWORKS, PreconditionedDenoiser, UNet, VectorUNet, build_from_config, build_network,
-                         count_parameters, list_networks, make_precond, network_config, positional_embedding)
+                         count_parameters, list_networks, network_config, positional_embedding)
+from mogsim.training import make_precond
 
 
 
@@ -70,6 +71,18 @@ def test_unet_rejects_impossible_configs():
         build_network("mlp", (48,), model_channels=3)
     with pytest.raises(InputError, match="square"):
         build_network("unet-tiny", (48,))
+
+
+def test_default_attention_keeps_its_relative_place_on_other_image_sizes():
+    """unet-tiny's attention at 16x16 (for 32x32 images) moves to 4x4 on 8x8 images and stays at 16 for 64x64;
+    an explicit choice is kept, and an impossible one is an error naming the option."""
+    assert network_config("unet-tiny", (3, 8, 8))["kwargs"]["attn_resolutions"] == [4]
+    assert network_config("unet-64", (3, 64, 64))["kwargs"]["attn_resolutions"] == [16]
+    assert network_config("unet-tiny", (3, 8, 8), attn_resolutions=(8,))["kwargs"]["attn_resolutions"] == [8]
+    with torch.device("meta"):
+        assert build_network("unet-tiny", (3, 8, 8)) is not None
+        with pytest.raises(InputError, match="attn_resolutions"):
+            build_network("unet-tiny", (3, 8, 8), attn_resolutions=(16,))
 
 
 def test_network_config_round_trip_is_json_ready():

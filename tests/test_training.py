@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import json
@@ -14,10 +15,15 @@ import torch
 
 from mogsim.errors import InputError
 from mogsim.nets import PreconditionedDenoiser, network_config
+from mogsim.runs import RunFolder, load_checkpoint
 from mogsim.training import (EMA, Budget, DataOrder, EDMLoss, RuntimeOptions, TrainConfig, Trainer,
-                             TrainingDiverged, VPLoss, latest_checkpoint, list_checkpoints, load_checkpoint,
-                             load_trained_denoiser, per_sample_loss, resolve_budget, train_run)
+                             TrainingDiverged, VPLoss, load_trained_denoiser, per_sample_loss, resolve_budget,
+                             train_run)
 from mogsim.training.loop import float32_mode
+
+
+def list_checkpoints(run: Path) -> list:
+    return RunFolder(run).checkpoints()
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (3, 8, 8)
@@ -145,24 +151,28 @@ def test_tiny_unet_overfits_four_images():
     before = evaluate(trainer.denoiser)
     ratios = []
     for steps in (300, 350, 400):
-        trainer.fit(steps, show_progress=False)
+        trainer.fit(steps)
         ratios.append(before / evaluate(ema))
     assert float(np.median(ratios)) > 4.0, (before, ratios)
 
 
 def _state(run: Path) -> dict:
-    return load_checkpoint(latest_checkpoint(run))
+    return load_checkpoint(RunFolder(run).latest_checkpoint())
 
 
 def _assert_same_state(a: dict, b: dict) -> None:
+    """Weights, EMA, optimizer state and loss history: every piece of training state that affects results."""
     assert a["step"] == b["step"]
     for key in ("net", "ema"):
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"
-    oa, ob = a["optimizer"]["state"], b["optimizer"]["state"]
-    for k in oa:
-        for name in ("exp_avg", "exp_avg_sq", "step"):
-            assert torch.equal(oa[k][name], ob[k][name])
+    oa, ob = a["optimizer"], b["optimizer"]
+    assert oa["steps"] == ob["steps"]
+    for name in ("exp_avg", "exp_avg_sq"):
+        for ta, tb in zip(oa[name], ob[name], strict=True):
+            assert torch.equal(ta, tb)
+    assert a["loss"]["history"] == b["loss"]["history"]
+    assert torch.equal(a["loss"]["sums"], b["loss"]["sums"]) and a["loss"]["count"] == b["loss"]["count"]
 
 
 def _losses(run: Path) -> list[tuple[str, str]]:
@@ -170,27 +180,34 @@ def _losses(run: Path) -> list[tuple[str, str]]:
         return [(r["step"], r["loss"]) for r in csv.DictReader(fh)]
 
 
-def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, monkeypatch):
-    cfg = tiny_config(net=tiny_net(dropout=0.2), xflip=True)  # dropout and flips exercise every random stream
-    data = images()
-    full = train_run(cfg, data, Budget("steps", 5), tmp_path / "full", runtime=QUIET, show_progress=False)
-    assert full["steps"] == 5 and full["resumed_from"] is None
-
-    # A launch killed during step 3 (0-based; last checkpoint after 2 steps), then a resume to 5.
+@contextlib.contextmanager
+def killed_at_step(step: int, monkeypatch):
+    """The block's training launch dies (KeyboardInterrupt) during ``step``, as a killed process would."""
     original = Trainer.train_step
 
-    def dying(self, step):
-        if step == 3:
+    def dying(self, k):
+        if k == step:
             raise KeyboardInterrupt
-        return original(self, step)
+        return original(self, k)
 
     monkeypatch.setattr(Trainer, "train_step", dying)
     with pytest.raises(KeyboardInterrupt):
-        train_run(cfg, data, Budget("steps", 5), tmp_path / "cut", runtime=QUIET, show_progress=False)
+        yield
     monkeypatch.setattr(Trainer, "train_step", original)
+
+
+def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, monkeypatch):
+    cfg = tiny_config(net=tiny_net(dropout=0.2), xflip=True)  # dropout and flips exercise every random stream
+    data = images()
+    full = train_run(cfg, data, Budget("steps", 5), tmp_path / "full", runtime=QUIET)
+    assert full["steps"] == 5 and full["resumed_from"] is None
+
+    # A launch killed during step 3 (0-based; last checkpoint after 2 steps), then a resume to 5.
+    with killed_at_step(3, monkeypatch):
+        train_run(cfg, data, Budget("steps", 5), tmp_path / "cut", runtime=QUIET)
     assert [s for s, _ in list_checkpoints(tmp_path / "cut")] == [2]
     assert _losses(tmp_path / "cut")[-1][0] == "3"  # a log row past the checkpoint, dropped on resume
-    resumed = train_run(cfg, data, Budget("steps", 5), tmp_path / "cut", runtime=QUIET, show_progress=False)
+    resumed = train_run(cfg, data, Budget("steps", 5), tmp_path / "cut", runtime=QUIET)
     assert resumed["resumed_from"].endswith("ckpt-000000002.pt") and resumed["steps_this_launch"] == 3
     launches = json.loads((tmp_path / "cut" / "config.json").read_text())["launches"]
     assert [x["resumed_from"] for x in launches] == [None, "ckpt-000000002.pt"]
@@ -198,9 +215,38 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, monkeypatch)
     assert _losses(tmp_path / "full") == _losses(tmp_path / "cut")
 
     # Extending a finished run with a larger budget continues the same trajectory.
-    train_run(cfg, data, Budget("steps", 3), tmp_path / "ext", runtime=QUIET, show_progress=False)
-    train_run(cfg, data, Budget("images", 5 * cfg.batch), tmp_path / "ext", runtime=QUIET, show_progress=False)
+    train_run(cfg, data, Budget("steps", 3), tmp_path / "ext", runtime=QUIET)
+    train_run(cfg, data, Budget("images", 5 * cfg.batch), tmp_path / "ext", runtime=QUIET)
     _assert_same_state(_state(tmp_path / "full"), _state(tmp_path / "ext"))
+
+
+def test_kill_mid_log_interval_resumes_losses_exactly(tmp_path, monkeypatch):
+    """A checkpoint between log rows carries the running loss sums: the log row after a resume is the same."""
+    runtime = RuntimeOptions(progress="none", log_every=3, checkpoint_every=2, keep_checkpoints=0)
+    cfg, data = tiny_config(), images()
+    train_run(cfg, data, Budget("steps", 6), tmp_path / "full", runtime=runtime)
+    with killed_at_step(2, monkeypatch):
+        train_run(cfg, data, Budget("steps", 6), tmp_path / "cut", runtime=runtime)
+    assert load_checkpoint(RunFolder(tmp_path / "cut").latest_checkpoint())["loss"]["count"] == 2
+    train_run(cfg, data, Budget("steps", 6), tmp_path / "cut", runtime=runtime)
+    _assert_same_state(_state(tmp_path / "full"), _state(tmp_path / "cut"))
+    assert _losses(tmp_path / "full") == _losses(tmp_path / "cut") and len(_losses(tmp_path / "cut")) == 2
+
+
+def test_divergence_before_any_checkpoint_says_so():
+    trainer = Trainer(tiny_config(), images(), runtime=RuntimeOptions(progress="none", log_every=2))
+    trainer.net.register_forward_hook(lambda module, args, output: output * float("nan"))
+    with pytest.raises(TrainingDiverged, match="at step 0 .*; no checkpoint was written") as info:
+        trainer.fit(4)
+    assert info.value.checkpoint_step is None and "was kept" not in str(info.value)
+
+
+def test_trainer_refuses_non_finite_data_up_front():
+    data = torch.rand(6, *SHAPE)
+    data[4, 1, 2, 3] = float("inf")
+    with pytest.raises(InputError, match=r"data: item 4 \(and 0 more\) holds NaN or Inf values") as info:
+        Trainer(tiny_config(), data)
+    assert info.value.parameter == "data"
 
 
 def test_non_finite_loss_names_the_step_and_keeps_no_bad_checkpoint(tmp_path):
@@ -213,30 +259,30 @@ def test_non_finite_loss_names_the_step_and_keeps_no_bad_checkpoint(tmp_path):
         return output * float("nan") if calls["n"] == 4 else output  # the 4th forward = step 3
 
     trainer.net.register_forward_hook(poison)
-    with pytest.raises(TrainingDiverged, match=r"at step 3 \(0-based; after 24 images\)") as info:
-        trainer.fit(10, tmp_path, show_progress=False)
+    with pytest.raises(TrainingDiverged, match=r"at step 3 \(0-based; after 24 images\).*checkpoint \(step 2\) was "
+                       "kept") as info:
+        trainer.fit(10, tmp_path)
     assert info.value.step == 3
     assert [s for s, _ in list_checkpoints(tmp_path)] == [2]
 
 
 def test_run_folder_refuses_other_config_unless_forced(tmp_path):
     data = images()
-    train_run(tiny_config(), data, Budget("steps", 2), tmp_path, runtime=QUIET, show_progress=False)
+    train_run(tiny_config(), data, Budget("steps", 2), tmp_path, runtime=QUIET)
     record = json.loads((tmp_path / "config.json").read_text())
     assert record["budget"]["steps"] == 2 and record["train"]["lr"] == 2e-3
     assert record["parameters"] > 0 and "git_commit" in record["provenance"]
     assert record["runtime"]["world_size"] == 1
     with pytest.raises(InputError, match=r"different config: train\.lr: 0\.002 -> 0\.001"):
-        train_run(tiny_config(lr=1e-3), data, Budget("steps", 2), tmp_path, runtime=QUIET, show_progress=False)
+        train_run(tiny_config(lr=1e-3), data, Budget("steps", 2), tmp_path, runtime=QUIET)
     with pytest.raises(InputError, match="data"):
-        train_run(tiny_config(), images(seed=1), Budget("steps", 2), tmp_path, runtime=QUIET, show_progress=False)
-    out = train_run(tiny_config(lr=1e-3), data, Budget("steps", 1), tmp_path, runtime=QUIET, force=True,
-                    show_progress=False)
+        train_run(tiny_config(), images(seed=1), Budget("steps", 2), tmp_path, runtime=QUIET)
+    out = train_run(tiny_config(lr=1e-3), data, Budget("steps", 1), tmp_path, runtime=QUIET, force=True)
     assert out["resumed_from"] is None and [s for s, _ in list_checkpoints(tmp_path)] == [1]
 
 
 def test_trained_denoiser_loads_back(tmp_path):
-    train_run(tiny_config(precond="vp"), images(), Budget("steps", 1), tmp_path, runtime=QUIET, show_progress=False)
+    train_run(tiny_config(precond="vp"), images(), Budget("steps", 1), tmp_path, runtime=QUIET)
     den = load_trained_denoiser(tmp_path)
     x = torch.randn(2, *SHAPE, dtype=torch.float64)
     out = den(x, torch.tensor([0.5, 2.0]))
@@ -259,10 +305,14 @@ def test_trainer_input_checks():
 
 
 def test_float32_mode_sets_and_restores_tf32_flags():
-    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    """The trainer's float32 mode goes through the one TF32 switch (mogsim.devices.float32_precision)."""
+    settings = [torch.backends.cuda.matmul, torch.backends.cudnn.conv]
+    before = [b.fp32_precision for b in settings]
     with float32_mode(torch.device("cpu"), tf32=False):
-        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+        assert [b.fp32_precision for b in settings] == ["ieee", "ieee"]  # TF32 off for cuDNN and CUDA matmuls
+    with float32_mode(torch.device("cpu"), tf32=True):
+        assert [b.fp32_precision for b in settings] == ["tf32", "tf32"]
+    assert [b.fp32_precision for b in settings] == before
 
 
 # --- the benchmark script ---------------------------------------------------------------------------------------

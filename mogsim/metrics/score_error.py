@@ -20,12 +20,12 @@ the line through the references is ``offset = sqrt(max(e_emp - t^2 gap, 0))``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-Denoise = Callable[[torch.Tensor, float], torch.Tensor]
+from ..denoiser import Denoiser
 
 
 @dataclass
@@ -92,7 +92,7 @@ def _sqnorm_mean(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def sigma_errors(net: Denoise, truth: Denoise, empirical: Denoise, queries: Sequence[torch.Tensor],
+def sigma_errors(net: Denoiser, truth: Denoiser, empirical: Denoiser, queries: Sequence[torch.Tensor],
                  sigmas: Sequence[float], *, device: torch.device | str = "cpu", chunk: int = 4096) -> SigmaErrors:
     """Evaluate the three denoisers on the same queries (one float64 (Q, n) tensor per sigma) and compare them."""
     rows = []

@@ -1,17 +1,19 @@
-"""Trained networks: DDPM++ UNets, a vector MLP, EDM/VP preconditioning, and a registry of named configs.
+"""Trained networks: DDPM++ UNets, the (batched) vector MLP, preconditioning, and a registry of named configs.
 
 A raw network computes ``F(x, c_noise)``; :class:`PreconditionedDenoiser` turns it into a denoiser
-``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)`` that implements :class:`mogsim.denoiser.Denoiser`.
+``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)`` that implements :class:`mogsim.denoiser.Denoiser` (for a
+batched net of M members, :meth:`PreconditionedDenoiser.member` gives one). Shared layers live in :mod:`.layers`.
 """
 
+from .layers import positional_embedding
 from .mlp import MLP
-from .precond import PRECONDS, PreconditionedDenoiser, make_precond, precond_name
-from .registry import (NETWORKS, build_from_config, build_network, count_parameters, list_networks,
+from .precond import IdentityPrecond, Precond, PreconditionedDenoiser, precond_name
+from .registry import (NETWORKS, NetOptions, build_from_config, build_network, count_parameters, list_networks,
                        network_config)
-from .unet import UNet, VectorUNet, positional_embedding
+from .unet import UNet, VectorUNet
 
 __all__ = [
-    "MLP", "NETWORKS", "PRECONDS", "PreconditionedDenoiser", "UNet", "VectorUNet", "build_from_config",
-    "build_network", "count_parameters", "list_networks", "make_precond", "network_config", "positional_embedding",
-    "precond_name",
+    "MLP", "NETWORKS", "IdentityPrecond", "NetOptions", "Precond", "PreconditionedDenoiser", "UNet", "VectorUNet",
+    "build_from_config", "build_network", "count_parameters", "list_networks", "network_config",
+    "positional_embedding", "precond_name",
 ]

@@ -10,14 +10,18 @@ unet-small     width 64, channel_mult (1,2,2), 2 blocks/level, attention at 16x1
 unet-tiny      width 32, channel_mult (1,2,2), 1 block/level, attention at 16x16       1,260,547
 unet-vector    vectors (B, n) reshaped to ``image_shape`` (default 3x4x4, n = 48);     4,115,011
                width 64, channel_mult (1,2), 2 blocks/level, attention at 2x2
-mlp            vectors (B, n): width 256, depth 4                                      682,800
+mlp            vectors (B, n): width 256, 3 hidden layers, shared noise embedding;      173,104
+               ``members=M`` gives M independent MLPs in batched products
 =============  ======================================================================  ============
 
 Counts are for CIFAR-sized inputs (3x32x32) or n = 48. Dropout is 0 in every config (the authors trained with
 0.13: pass ``dropout=0.13``). Every config accepts overrides, e.g.
 ``build_network("unet-64", dropout=0.13)`` or ``build_network("unet-tiny", sample_shape=(3, 4, 4),
-channel_mult=(1, 2), attn_resolutions=(2,))``. :func:`network_config` returns the resolved keyword arguments, which
-:func:`build_from_config` turns back into the same network (checkpoints store it).
+channel_mult=(1, 2), attn_resolutions=(2,))``. The UNets' attention resolutions are given for 32x32 images; on
+another size a config's default keeps the same relative place (16 at 32x32 becomes 4 at 8x8) unless
+``attn_resolutions`` is passed. :func:`network_config` returns the resolved keyword arguments (the attention
+resolutions used included), which :func:`build_from_config` turns back into the same network (checkpoints store
+it). :class:`NetOptions` is the command line's choice of network.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from ..errors import InputError
+from ..params import check_params, param
 from .mlp import MLP
 from .unet import UNet, VectorUNet
 
@@ -55,7 +60,7 @@ NETWORKS: dict[str, NetSpec] = {
     "unet-vector": NetSpec("unet-vector", dict(image_shape=(3, 4, 4), model_channels=64, channel_mult=(1, 2),
                                                num_blocks=2, attn_resolutions=(2,), dropout=0.0),
                            "DDPM++ on vectors reshaped to small images"),
-    "mlp": NetSpec("mlp", dict(width=256, depth=4), "noise-conditioned MLP on vectors"),
+    "mlp": NetSpec("mlp", dict(width=256, depth=3, noise_channels=64), "noise-conditioned MLP on vectors"),
 }
 
 _IMAGE_SHAPE = (3, 32, 32)
@@ -71,7 +76,7 @@ def _spec(name: str) -> NetSpec:
     try:
         return NETWORKS[str(name).strip().lower()]
     except KeyError:
-        raise InputError(f"--arch {name!r} is not one of {', '.join(NETWORKS)}") from None
+        raise InputError(f"arch={name!r} is not one of {', '.join(NETWORKS)}", parameter="arch") from None
 
 
 def network_config(name: str, sample_shape: Sequence[int] | None = None, **overrides: Any) -> dict[str, Any]:
@@ -94,10 +99,22 @@ def network_config(name: str, sample_shape: Sequence[int] | None = None, **overr
         if len(shape) != 3 or shape[1] != shape[2]:
             raise InputError(f"{name} needs square images (C, R, R); got sample shape {shape}")
         kwargs.update(in_channels=shape[0], img_resolution=shape[1])
+        if overrides.get("attn_resolutions") is None:
+            kwargs["attn_resolutions"] = _scaled_attention(kwargs, shape[1])
     else:
         kwargs["dim"] = math.prod(shape)
     kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
     return {"name": str(name).strip().lower(), "family": spec.family, "sample_shape": list(shape), "kwargs": kwargs}
+
+
+def _scaled_attention(kwargs: dict[str, Any], resolution: int) -> tuple[int, ...]:
+    """A config's default attention resolutions (given for 32x32) at the same relative place for ``resolution``."""
+    levels = len(kwargs.get("channel_mult", (2, 2, 2)))
+    available = [resolution >> i for i in range(levels)]
+    default = tuple(kwargs.get("attn_resolutions", ()))
+    if all(r in available for r in default):
+        return default
+    return tuple(sorted({r * resolution // 32 for r in default} & set(available), reverse=True))
 
 
 def _allowed_keys(family: str) -> set[str]:
@@ -107,7 +124,7 @@ def _allowed_keys(family: str) -> set[str]:
         return unet | {"out_channels"}
     if family == "unet-vector":
         return unet | {"image_shape"}
-    return {"width", "depth", "noise_channels", "max_positions"}
+    return {"width", "depth", "noise_channels", "max_positions", "members"}
 
 
 def build_from_config(config: dict[str, Any]) -> nn.Module:
@@ -125,6 +142,36 @@ def build_from_config(config: dict[str, Any]) -> nn.Module:
 def build_network(name: str, sample_shape: Sequence[int] | None = None, **overrides: Any) -> nn.Module:
     """Build a registered network, e.g. ``build_network("unet-64")`` or ``build_network("mlp", (48,))``."""
     return build_from_config(network_config(name, sample_shape, **overrides))
+
+
+@dataclass(frozen=True)
+class NetOptions:
+    """The command line's choice of network: a registered name and the overrides users usually want."""
+
+    arch: str = param("unet-64", "Network: " + ", ".join(NETWORKS) + ".", choices=tuple(NETWORKS))
+    width: int | None = param(None, "Width override: model_channels of a UNet, width of the MLP.", min=1, max=8192,
+                              shown="the network's")
+    dropout: float | None = param(None, "Dropout of a UNet (the authors used 0.13).", min=0.0, below=1.0,
+                                  shown="0")
+    attn_resolutions: tuple[int, ...] | None = param(
+        None, "UNet resolutions with self-attention, e.g. 8,4.", min=1, max=4096,
+        shown="the network's, at the same relative place for the image size")
+
+    def __post_init__(self) -> None:
+        check_params(self)
+
+    def network_config(self, sample_shape: Sequence[int]) -> dict[str, Any]:
+        """The :func:`network_config` of this choice for samples of ``sample_shape``."""
+        family = _spec(self.arch).family
+        overrides: dict[str, Any] = {}
+        if self.width is not None:
+            overrides["width" if family == "mlp" else "model_channels"] = self.width
+        for name in ("dropout", "attn_resolutions"):
+            if getattr(self, name) is not None:
+                if family == "mlp":
+                    raise InputError(f"{name}: applies to UNets; the MLP has none", parameter=name)
+                overrides[name] = getattr(self, name)
+        return network_config(self.arch, sample_shape, **overrides)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:

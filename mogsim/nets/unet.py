@@ -35,34 +35,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from .layers import init_layer as _init_
+from .layers import positional_embedding
 
 _SKIP_SCALE = 1.0 / math.sqrt(2.0)
-
-
-def positional_embedding(t: torch.Tensor, dim: int, max_positions: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal features ``[cos(t f_j), sin(t f_j)]`` of a (B,) tensor, ``f_j = max_positions^(-j / (dim/2))``.
-
-    The Transformer position encoding, used by DDPM/DDPM++ to embed the noise label. Computed in float32.
-    """
-    if dim % 2:
-        raise InputError(f"embedding dim {dim} must be even")
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_positions) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.to(torch.float32).reshape(-1, 1) * freqs.reshape(1, -1)
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
 
 
 def _group_norm(channels: int, eps: float = 1e-6) -> nn.GroupNorm:
     """GroupNorm with up to 32 groups of at least 4 channels (the DDPM++ rule)."""
     return nn.GroupNorm(num_groups=min(32, max(1, channels // 4)), num_channels=channels, eps=eps)
-
-
-def _init_(layer: nn.Conv2d | nn.Linear, gain: float = 1.0) -> nn.Module:
-    """Xavier-uniform weights scaled by ``gain`` and zero bias (``gain`` 1e-5 makes a branch start near zero)."""
-    nn.init.xavier_uniform_(layer.weight, gain=gain)
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
-    return layer
 
 
 class SelfAttention(nn.Module):

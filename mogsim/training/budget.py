@@ -14,6 +14,8 @@ from typing import Any
 from ..errors import InputError
 
 BUDGET_KINDS = ("steps", "images", "epochs")
+#: upper bounds: a budget beyond these is a typo, not a run
+MAX_BUDGET = {"steps": 1e10, "images": 1e13, "epochs": 1e9}
 
 
 @dataclass(frozen=True)
@@ -41,14 +43,14 @@ def resolve_budget(steps: int | None = None, images: float | None = None, epochs
     """Exactly one of ``steps``/``images``/``epochs`` (positive) -> :class:`Budget`, else an :class:`InputError`."""
     given = {k: v for k, v in (("steps", steps), ("images", images), ("epochs", epochs)) if v is not None}
     if len(given) != 1:
-        raise InputError("give the training budget as exactly one of --steps, --images or --epochs"
-                         + (f" (got {', '.join('--' + k for k in given)})" if given else ""))
+        raise InputError("give the training budget as exactly one of steps, images or epochs"
+                         + (f" (got {', '.join(given)})" if given else ""), parameter=BUDGET_KINDS)
     kind, value = next(iter(given.items()))
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise InputError(f"--{kind} {value!r} must be a positive number")
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= MAX_BUDGET[kind]):
+        raise InputError(f"{kind}={value!r}: must be a positive number <= {MAX_BUDGET[kind]:g}", parameter=kind)
     if kind == "steps":
         if int(value) != value:
-            raise InputError(f"--steps {value!r} must be a whole number")
+            raise InputError(f"steps={value!r}: must be a whole number", parameter="steps")
         value = int(value)
     elif kind == "images":
         value = int(value) if float(value).is_integer() else float(value)

@@ -3,7 +3,8 @@
 Two runs with equal ``TrainConfig``, data and seed follow the same trajectory (bitwise on CPU; on a GPU up to the
 nondeterminism of its kernels), whatever their budget: the budget only says where to stop, so a finished run
 can be extended. ``RuntimeOptions`` change speed, not the mathematics (``torch.compile`` and ``channels_last``
-may change rounding, which is why they are recorded too).
+may change rounding, which is why they are recorded too). Every field is a declared parameter
+(:mod:`mogsim.params`): checked on construction, and the source of the command line's options and defaults.
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import InputError
-from ..nets.precond import PRECONDS
+from ..params import check_params, param
+from ..progress import MODES
+from .losses import PRECONDS
+
+_HUGE = 1e15
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of a run. ``net`` is a :func:`mogsim.nets.network_config` record.
+    """Hyper-parameters of a run. ``net`` is a :func:`mogsim.nets.network_config` record (for M members, an MLP
+    config with ``members=M``).
 
     Defaults: the authors' recipe (Adam, lr 1e-3, batch 128, EMA half-life 0.5 Mimg with EDM's 5% ramp-up),
     except the learning-rate warm-up (0.2 Mimg instead of EDM's 10 Mimg, which exceeds our budgets), dropout and
@@ -25,46 +30,47 @@ class TrainConfig:
     """
 
     net: dict[str, Any]
-    precond: str = "vp"
-    sigma_data: float = 0.5
-    batch: int = 128
-    lr: float = 1e-3
-    lr_warmup_images: int = 200_000
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    ema_halflife_images: float = 500_000
-    ema_rampup_ratio: float | None = 0.05
-    grad_clip: float = 0.0
-    xflip: bool = False
-    seed: int = 0
-    bf16: bool = False
-    tf32: bool = False
+    precond: str = param("vp", "Preconditioning and its loss: vp (the paper), edm, or identity (nets that are "
+                         "denoisers by construction).", choices=PRECONDS)
+    sigma_data: tuple[float, ...] = param((0.5,), "EDM's data standard deviation: one value, or one per member.",
+                                          positive=True, max=_HUGE)
+    batch: int = param(128, "Global batch size (split over processes).", min=1, max=2**20)
+    lr: float = param(1e-3, "Adam learning rate (the authors': 1e-3).", positive=True, max=10.0)
+    lr_warmup_images: float = param(200_000, "Linear learning-rate warm-up length in images (EDM: 10M, too long for "
+                                    "small budgets; 0 = none).", min=0.0, max=_HUGE)
+    adam_betas: tuple[float, ...] = param((0.9, 0.999), "Adam's beta1, beta2.", min=0.0, below=1.0, cli=False)
+    adam_eps: float = param(1e-8, "Adam's epsilon.", positive=True, max=1.0, cli=False)
+    ema_halflife_images: float = param(500_000, "EMA half-life in images.", positive=True, max=_HUGE)
+    ema_rampup_ratio: float | None = param(0.05, "The EMA half-life is at most this fraction of the images seen (EDM); "
+                                    "0 or None = off.", min=0.0, max=_HUGE)
+    grad_clip: float = param(0.0, "Clip each member's gradient norm to this (0 = off).", min=0.0, max=_HUGE)
+    xflip: bool = param(False, "Random horizontal flips (augmentation).")
+    seed: int = param(0, "Seed of initialisation, data order, noise and dropout.", min=0, max=2**63 - 1)
+    bf16: bool = param(False, "bfloat16 autocast.", shown="on for CUDA")
+    tf32: bool = param(False, "Allow TF32 in float32 convolutions and matmuls.")
+    p_mean: float = param(-1.2, "EDM and identity losses: mean of ln sigma.", min=-20.0, max=20.0, cli=False)
+    p_std: float = param(1.2, "EDM and identity losses: standard deviation of ln sigma.", positive=True, max=20.0,
+                         cli=False)
 
     def __post_init__(self) -> None:
-        if self.precond not in PRECONDS:
-            raise InputError(f"--precond {self.precond!r} is not one of {', '.join(PRECONDS)}")
-        if self.batch < 1:
-            raise InputError(f"--batch {self.batch} must be >= 1")
-        if not self.lr > 0:
-            raise InputError(f"--lr {self.lr} must be > 0")
-        if self.lr_warmup_images < 0:
-            raise InputError(f"--lr-warmup-images {self.lr_warmup_images} must be >= 0 (0 = no warm-up)")
-        if not self.ema_halflife_images > 0:
-            raise InputError(f"--ema-halflife-images {self.ema_halflife_images} must be > 0")
-        if self.grad_clip < 0:
-            raise InputError(f"--grad-clip {self.grad_clip} must be >= 0 (0 = off)")
-        if self.seed < 0:
-            raise InputError(f"--seed {self.seed} must be >= 0")
+        for name in ("sigma_data", "adam_betas"):  # one number, or a list from JSON, as a tuple
+            value = getattr(self, name)
+            if isinstance(value, (int, float, list)):
+                object.__setattr__(self, name, tuple(value) if isinstance(value, list) else (float(value),))
+        check_params(self)
+
+    @property
+    def members(self) -> int:
+        """M, the number of independent models trained at once (the net config's ``members``)."""
+        return int(self.net.get("kwargs", {}).get("members", 1))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["adam_betas"] = list(self.adam_betas)
+        d["adam_betas"], d["sigma_data"] = list(self.adam_betas), list(self.sigma_data)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        d = dict(d)
-        d["adam_betas"] = tuple(d.get("adam_betas", (0.9, 0.999)))
         return cls(**d)
 
     def lr_at(self, step: int) -> float:
@@ -78,21 +84,18 @@ class TrainConfig:
 class RuntimeOptions:
     """Execution choices: compilation, memory layout, checkpoint and log cadence, progress display."""
 
-    compile: bool = False
-    channels_last: bool = False
-    checkpoint_every: int = 2000
-    keep_checkpoints: int = 2
-    log_every: int = 100
-    progress: str = "auto"  # auto | rich | plain | none
+    compile: bool = param(False, "torch.compile the network.", shown="on for CUDA")
+    channels_last: bool = param(False, "channels_last memory format (it slowed unet-64 by 6-11% on an H100, see "
+                                "BENCHMARKS.md).")
+    checkpoint_every: int = param(2000, "Checkpoint every this many steps (and at the end; 0 = only at the end).",
+                                  min=0, max=10**12)
+    keep_checkpoints: int = param(2, "Keep the newest K checkpoints (0 = all).", min=0, max=10**6)
+    log_every: int = param(100, "Log row (log.csv, progress) every this many steps.", min=1, max=10**12)
+    progress: str = param("auto", "Progress display of train_run: auto (bars on a terminal, lines otherwise), "
+                          "rich, plain or none.", choices=MODES, cli=False)
 
     def __post_init__(self) -> None:
-        if self.checkpoint_every < 0:
-            raise InputError(f"--checkpoint-every {self.checkpoint_every} must be >= 0 (0 = only at the end)")
-        if self.log_every < 1:
-            raise InputError(f"--log-every {self.log_every} must be >= 1")
-        if self.progress not in ("auto", "rich", "plain", "none"):
-            raise InputError(f"progress {self.progress!r} is not one of auto, rich, plain, none")
+        check_params(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-

@@ -21,12 +21,14 @@ class EMA:
 
     def __init__(self, model: nn.Module, halflife_images: float, rampup_ratio: float | None = 0.05) -> None:
         if not halflife_images > 0:
-            raise InputError(f"--ema-halflife-images {halflife_images} must be > 0")
-        if rampup_ratio is not None and not rampup_ratio > 0:
-            raise InputError(f"--ema-rampup-ratio {rampup_ratio} must be > 0 (or None to disable)")
+            raise InputError(f"ema_halflife_images={halflife_images}: must be > 0", parameter="ema_halflife_images")
+        if rampup_ratio is not None and not rampup_ratio >= 0:
+            raise InputError(f"ema_rampup_ratio={rampup_ratio}: must be >= 0 (0 or None: no ramp-up)",
+                             parameter="ema_rampup_ratio")
         self.halflife_images = float(halflife_images)
-        self.rampup_ratio = rampup_ratio
+        self.rampup_ratio = rampup_ratio or None
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self._pairs: tuple[nn.Module, list[torch.Tensor], list[torch.Tensor], list[Any]] | None = None
 
     def beta(self, images: int, batch: int) -> float:
         """Decay for a step that brought the count of images seen to ``images``."""
@@ -39,12 +41,15 @@ class EMA:
     def update(self, model: nn.Module, images: int, batch: int) -> float:
         """Average ``model``'s parameters in (buffers are copied); returns the beta used."""
         beta = self.beta(images, batch)
-        ema_params = list(self.module.parameters())
-        params = [p.detach() for p in model.parameters()]
-        if len(ema_params) != len(params):
-            raise RuntimeError("EMA: the model's parameters no longer match the averaged copy")
+        if self._pairs is None or self._pairs[0] is not model:  # the tensor lists, built once per model
+            ema_params = list(self.module.parameters())
+            params = [p.detach() for p in model.parameters()]
+            if len(ema_params) != len(params):
+                raise RuntimeError("EMA: the model's parameters no longer match the averaged copy")
+            self._pairs = (model, ema_params, params, list(zip(self.module.buffers(), model.buffers())))
+        _, ema_params, params, buffers = self._pairs
         torch._foreach_lerp_(ema_params, params, 1.0 - beta)
-        for b_ema, b in zip(self.module.buffers(), model.buffers()):
+        for b_ema, b in buffers:
             b_ema.copy_(b)
         return beta
 

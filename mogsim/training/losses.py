@@ -1,24 +1,39 @@
-"""Denoising score-matching losses with the noise-level distributions and weights of Karras et al. 2022.
+"""Denoising score-matching losses, and the one registry of preconditionings with the loss each is trained with.
 
-Per sample: ``lambda(sigma) * mean_i (D(y + sigma n; sigma)_i - y_i)^2`` with ``n ~ N(0, I)``.
+A loss object owns the distribution of training noise levels and the per-sample weight; per sample it is
+``lambda(sigma) * mean_i (D(y + sigma n; sigma)_i - y_i)^2`` with ``n ~ N(0, I)``. The weight is the
+preconditioning's own (:mod:`mogsim.conventions`, Karras et al. 2022, Table 1), so the formula exists once:
 
-* EDM: ``ln sigma ~ N(P_mean, P_std^2)`` (-1.2, 1.2), ``lambda = (sigma^2 + sd^2) / (sigma sd)^2``.
-* VP: ``t ~ U(eps_t, 1)`` (eps_t = 1e-5), ``sigma = sigma_VP(t)`` (beta_d 19.9, beta_min 0.1), ``lambda = 1/sigma^2``.
+* ``edm``: ``ln sigma ~ N(P_mean, P_std^2)`` (-1.2, 1.2), ``lambda = 1 / c_out^2 = (sigma^2 + sd^2) / (sigma sd)^2``
+  with ``sd`` = ``sigma_data`` (a float, or a tensor with one value per member shaped to broadcast against sigma);
+* ``vp``: ``t ~ U(eps_t, 1)`` (eps_t = 1e-5), ``sigma = sigma_VP(t)`` (beta_d 19.9, beta_min 0.1), ``lambda = 1/sigma^2``;
+* ``identity`` (nets that are denoisers by construction, e.g. paper 2's low-rank denoiser; mogsim's convention):
+  EDM's ``ln sigma ~ N(P_mean, P_std^2)`` and weight 1, the plain denoising error ``E||D - y||^2``.
 
-Inputs use mogsim's scale-1 convention ``x = y + sigma n`` for both (the VP preconditioning rescales inside).
-The per-sample value here is a mean over coordinates (so it is comparable across sample sizes); the training
-objective multiplies it by the number of coordinates, i.e. sums over coordinates as EDM does.
+Inputs use mogsim's scale-1 convention ``x = y + sigma n`` for all (the VP preconditioning rescales inside). The
+per-sample value here is a mean over coordinates (comparable across sample sizes); the training objective multiplies
+it by the number of coordinates, i.e. sums over coordinates as EDM does.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Union
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence, Union
 
 import torch
 
-from ..conventions import VPSchedule
+from ..conventions import EDMPrecond, VPPrecond, VPSchedule
 from ..errors import InputError
+from ..nets.precond import IdentityPrecond, Precond
+
+Shape = Union[int, Sequence[int]]
+
+
+def _log_normal(shape: Shape, generator: torch.Generator, device: torch.device, mean: float, std: float
+                ) -> torch.Tensor:
+    z = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+    return torch.exp(z * std + mean)
 
 
 @dataclass(frozen=True)
@@ -27,21 +42,16 @@ class EDMLoss:
 
     P_mean: float = -1.2
     P_std: float = 1.2
-    sigma_data: float = 0.5
+    sigma_data: Any = 0.5
 
     name = "edm"
 
-    def sample_sigma(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        """(n,) noise levels, float32."""
-        z = torch.randn(n, generator=generator, device=device, dtype=torch.float32)
-        return torch.exp(z * self.P_std + self.P_mean)
+    def sample_sigma(self, shape: Shape, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        """Noise levels of ``shape``, float32."""
+        return _log_normal(shape, generator, device, self.P_mean, self.P_std)
 
     def weight(self, sigma: torch.Tensor) -> torch.Tensor:
-        sd = self.sigma_data
-        return (sigma * sigma + sd * sd) / (sigma * sd) ** 2
-
-    def record(self) -> dict[str, Any]:
-        return {"name": self.name, **asdict(self)}
+        return EDMPrecond(sigma_data=self.sigma_data).loss_weight(sigma)
 
 
 @dataclass(frozen=True)
@@ -54,36 +64,83 @@ class VPLoss:
 
     name = "vp"
 
-    def sample_sigma(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        u = torch.rand(n, generator=generator, device=device, dtype=torch.float32)
+    def sample_sigma(self, shape: Shape, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        u = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
         t = u * (1.0 - self.epsilon_t) + self.epsilon_t
         return VPSchedule(self.beta_d, self.beta_min).sigma(t)
 
     def weight(self, sigma: torch.Tensor) -> torch.Tensor:
-        return 1.0 / (sigma * sigma)
-
-    def record(self) -> dict[str, Any]:
-        return {"name": self.name, **asdict(self)}
+        return VPPrecond(self.beta_d, self.beta_min).loss_weight(sigma)
 
 
-Loss = Union[EDMLoss, VPLoss]
+@dataclass(frozen=True)
+class IdentityLoss:
+    """EDM's noise distribution with weight 1, for denoisers by construction."""
+
+    P_mean: float = -1.2
+    P_std: float = 1.2
+
+    name = "identity"
+
+    def sample_sigma(self, shape: Shape, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        return _log_normal(shape, generator, device, self.P_mean, self.P_std)
+
+    def weight(self, sigma: torch.Tensor) -> torch.Tensor:
+        return IdentityPrecond().loss_weight(sigma)
 
 
-def make_loss(precond: str, *, sigma_data: float = 0.5) -> Loss:
-    """The loss that belongs to a preconditioning name (``edm`` or ``vp``)."""
-    key = str(precond).strip().lower()
-    if key == "edm":
-        return EDMLoss(sigma_data=sigma_data)
-    if key == "vp":
-        return VPLoss()
-    raise InputError(f"--precond {precond!r} is not one of edm, vp")
+Loss = Union[EDMLoss, VPLoss, IdentityLoss]
+
+
+@dataclass(frozen=True)
+class Parametrisation:
+    """A preconditioning and the loss trained with it."""
+
+    precond: Callable[..., Precond]
+    loss: Callable[..., Loss]
+    description: str
+
+    @property
+    def has_sigma_data(self) -> bool:
+        return "sigma_data" in {f.name for f in dataclasses.fields(self.precond)}  # type: ignore[arg-type]
+
+
+PARAMETRISATIONS: dict[str, Parametrisation] = {
+    "edm": Parametrisation(EDMPrecond, EDMLoss, "EDM (Karras et al. 2022): c_skip, c_out, c_in from sigma_data"),
+    "vp": Parametrisation(VPPrecond, VPLoss, "VP (DDPM): the paper's CIFAR-10 runs"),
+    "identity": Parametrisation(IdentityPrecond, IdentityLoss, "none: the net is a denoiser by construction"),
+}
+PRECONDS = tuple(PARAMETRISATIONS)
+
+
+def parametrisation(name: str) -> Parametrisation:
+    try:
+        return PARAMETRISATIONS[name]
+    except KeyError:
+        raise InputError(f"precond={name!r}: choose one of {', '.join(PRECONDS)}", parameter="precond") from None
+
+
+def make_precond(name: str, *, sigma_data: float = 0.5) -> Precond:
+    """The preconditioning called ``name`` (``sigma_data`` is used by those that have one: EDM)."""
+    entry = parametrisation(name)
+    return entry.precond(sigma_data=sigma_data) if entry.has_sigma_data else entry.precond()
+
+
+def make_loss(name: str, *, sigma_data: Any = 0.5, p_mean: float = -1.2, p_std: float = 1.2) -> Loss:
+    """The loss trained with preconditioning ``name``; each takes the options it has (``p_mean``/``p_std``: EDM and
+    identity; ``sigma_data``: EDM, a float or a per-member tensor)."""
+    entry = parametrisation(name)
+    given = {"P_mean": p_mean, "P_std": p_std, "sigma_data": sigma_data}
+    names = {f.name for f in dataclasses.fields(entry.loss)}  # type: ignore[arg-type]
+    return entry.loss(**{k: v for k, v in given.items() if k in names})
 
 
 def per_sample_loss(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], loss: Loss, y: torch.Tensor,
                     sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """(B,) weighted squared error, mean over coordinates, for clean ``y``, noise levels ``sigma`` (B,) and
-    standard normal ``noise`` shaped like ``y``. ``denoise(x, sigma)`` takes a (B,) sigma (unchecked path)."""
-    s = sigma.reshape((-1,) + (1,) * (y.ndim - 1))
+    """Weighted squared error, mean over coordinates, for clean ``y`` (B, *shape) or (M, B, *shape), noise levels
+    ``sigma`` (B,) or (M, B) and standard normal ``noise`` shaped like ``y``; returns sigma's shape.
+    ``denoise(x, sigma)`` is the unchecked training path of a denoiser."""
+    s = sigma.reshape(tuple(sigma.shape) + (1,) * (y.ndim - sigma.ndim))
     d = denoise(y + s * noise, sigma)
     err = (d.float() - y.float()) ** 2
-    return loss.weight(sigma.float()) * err.reshape(err.shape[0], -1).mean(dim=1)
+    return loss.weight(sigma.float()) * err.flatten(sigma.ndim).mean(dim=-1)

@@ -1,0 +1,234 @@
+"""What determines a score-matching run (:class:`ScoreMatchConfig`) and a sweep of them (:class:`SweepConfig`):
+declared parameters with their checks, the derived seeds, the budget, and the training recipe they give the engine.
+
+Seeds: one master ``seed`` gives, through :func:`mogsim.seeds.derive_seed`, separate seeds for the subspaces, the
+training set, the training (initial weights, data order, noise) and the evaluation queries, all recorded. The
+subspaces depend on (seed, n, K, r) only and the training set on (seed, n, K, r, N) only, so a sweep cell and a
+single run with the same values train on the same data. The sampler seeds are 0..S-1 for every run (shared noise).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Sequence
+
+import torch
+
+from ...errors import InputError
+from ...metrics.copies import COPY_RATIO
+from ...metrics.reproducibility import RP_THRESHOLD
+from ...nets import network_config
+from ...params import check_params, param
+from ...parsing import parse_int_list, parse_seeds
+from ...runs import config_key
+from ...seeds import derive_seed
+from ...training import TrainConfig
+
+ARCHS = ("mlp", "unet")
+SOLVERS = ("heun", "euler")
+#: default ``width`` per architecture: the MLP's hidden width, the UNet's ``model_channels`` (256 would be a
+#: 50M-parameter UNet)
+DEFAULT_WIDTH = {"mlp": 256, "unet": 64}
+#: A sample lies on a true subspace when min_k ||x - P_k x|| / ||x|| is below this.
+SUBSPACE_TOL = 0.1
+#: EDM's EMA ramp-up: the half-life never exceeds this fraction of the samples seen so far.
+EMA_RAMPUP = 0.05
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class ScoreMatchConfig:
+    """Everything that determines one score-matching run (all of it is hashed into the run's cache key).
+
+    Problem: ``rank`` r, ``num_train`` N (exactly N/K training points per component), ``components`` K, ``dim`` n.
+    Network: ``arch`` (``mlp``: the MLP with ``width`` and ``depth`` hidden layers; ``unet``: DDPM++ ``VectorUNet``
+    with ``model_channels = width``). Training: ``steps`` x ``batch`` (the budget, the same for every N), Adam
+    ``lr`` with a linear warm-up over ``lr_warmup_frac`` of the steps, EMA half-life ``ema_halflife_frac`` of the
+    steps, EDM's ``ln sigma ~ N(p_mean, p_std^2)``. Evaluation: ``eval_queries`` per level and query set on the EDM
+    grid of ``sampler_steps`` levels, ``sample_seeds`` sampler seeds (``solver``), and the stated thresholds
+    ``copy_ratio``, ``subspace_tol``, ``rp_threshold`` and the L_score band ``band_sigma_min..band_sigma_max``.
+    """
+
+    rank: int = param(4, "r: rank of every subspace.", min=1, max=4096)
+    num_train: int = param(512, "N: training samples in total, exactly N/K per component.", flag="--n", min=1,
+                           max=10**7)
+    components: int = param(2, "K: subspaces.", min=1, max=4096)
+    dim: int = param(48, "n: ambient dimension (48 = 3x4x4).", min=1, max=65536)
+    arch: str = param("mlp", "mlp (the batched MLP) or unet (DDPM++ on (n/16)x4x4 images; meant for GPUs).",
+                      choices=ARCHS)
+    width: int | None = param(None, "MLP width / UNet model_channels.", min=1, max=8192,
+                              shown="256 for mlp, 64 for unet")
+    depth: int = param(3, "MLP hidden layers.", min=1, max=64)
+    steps: int = param(3000, "Training budget: Adam steps, the same for every N.", min=1, max=10**8)
+    batch: int = param(256, "Batch size.", min=1, max=2**20)
+    lr: float = param(1e-3, "Adam learning rate.", positive=True, max=10.0)
+    seed: int = param(0, "Master seed: subspaces, training set, training, evaluation queries.", min=0, max=MAX_SEED)
+    lr_warmup_frac: float = param(0.05, "Learning-rate warm-up, as a fraction of the steps.", min=0.0, below=1.0)
+    ema_halflife_frac: float = param(0.05, "EMA half-life, as a fraction of the steps (with EDM's ramp-up).",
+                                     positive=True, max=1.0)
+    p_mean: float = param(-1.2, "Training noise: mean of ln sigma (EDM).", min=-20.0, max=20.0)
+    p_std: float = param(1.2, "Training noise: standard deviation of ln sigma (EDM).", positive=True, max=20.0)
+    eval_queries: int = param(512, "Queries per sigma and query set.", min=1, max=10**6)
+    sample_seeds: int = param(256, "Sampler seeds 0..S-1, shared by all models.", min=1, max=10**6)
+    sampler_steps: int = param(18, "EDM noise levels of the evaluation grid and the sampler.", min=1, max=1000)
+    solver: str = param("heun", "Sampler: heun or euler.", choices=SOLVERS)
+    copy_ratio: float = param(COPY_RATIO, "A sample copies a training point when d1/d2 is below this.",
+                              positive=True, max=1.0)
+    subspace_tol: float = param(SUBSPACE_TOL, "A sample lies on a subspace when its relative residual is below this.",
+                                positive=True, max=1.0)
+    rp_threshold: float = param(RP_THRESHOLD, "Two samples from one seed reproduce each other when their relative "
+                                "distance is below this.", positive=True, max=2.0)
+    band_sigma_min: float = param(0.1, "Lower end of the L_score band.", positive=True, max=1e4)
+    band_sigma_max: float = param(2.0, "Upper end of the L_score band.", positive=True, max=1e4)
+
+    def __post_init__(self) -> None:
+        if self.width is None and self.arch in DEFAULT_WIDTH:
+            object.__setattr__(self, "width", DEFAULT_WIDTH[self.arch])
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`InputError` naming the parameter and the fix for any value no run can use."""
+        check_params(self)
+        k, r, n, big_n = self.components, self.rank, self.dim, self.num_train
+        if k * r > n:
+            raise InputError(f"components={k} * rank={r} = {k * r} exceeds dim={n}: K mutually orthogonal "
+                             "r-dimensional subspaces need K r <= n; lower rank or components, or raise dim",
+                             parameter=("rank", "components", "dim"))
+        if big_n % k:
+            raise InputError(f"num_train={big_n}: must be a multiple of components={k} (exactly N/K training points "
+                             f"per component); pass {big_n - big_n % k or k} or {big_n - big_n % k + k}",
+                             parameter="num_train")
+        if self.arch == "unet" and n % 16:
+            raise InputError(f"dim={n}: arch unet treats a sample as a (C, 4, 4) image and needs dim divisible by 16; "
+                             "use dim 48 (3x4x4) or arch mlp", parameter=("dim", "arch"))
+        if self.band_sigma_min > self.band_sigma_max:
+            raise InputError(f"band_sigma_min={self.band_sigma_min} > band_sigma_max={self.band_sigma_max}: the "
+                             "band needs min <= max", parameter=("band_sigma_min", "band_sigma_max"))
+
+    # -- derived values ---------------------------------------------------------------------------------------------
+    @property
+    def sigma_data(self) -> float:
+        """EDM's ``sigma_data``: the per-coordinate std of the MoLRG, ``sqrt(r / n)`` (E||x||^2 = r)."""
+        return math.sqrt(self.rank / self.dim)
+
+    def seeds(self) -> dict[str, int]:
+        """The derived seeds, each from the master seed, the stream's name and what the stream depends on."""
+        s, n, k, r, big_n = self.seed, self.dim, self.components, self.rank, self.num_train
+        return {"subspaces": derive_seed(s, "subspaces", n, k, r),
+                "training_set": derive_seed(s, "training-set", n, k, r, big_n),
+                "training": derive_seed(s, "training", n, k, r, big_n),
+                "fresh_queries": derive_seed(s, "fresh-queries", n, k, r),
+                "fresh_query_noise": derive_seed(s, "fresh-query-noise", n, k, r),
+                "train_query_noise": derive_seed(s, "train-query-noise", n, k, r, big_n)}
+
+    def budget(self) -> dict[str, Any]:
+        """The training budget in the units that move the transition."""
+        seen = self.steps * self.batch
+        return {"steps": self.steps, "batch": self.batch, "samples_seen": seen, "epochs": seen / self.num_train,
+                "convention": "fixed steps for every N"}
+
+    def resolved(self, device: torch.device) -> dict[str, Any]:
+        """The JSON-ready resolved configuration (cache key material): fields, derived values, device type."""
+        return {**asdict(self), "sigma_data": self.sigma_data, "derived_seeds": self.seeds(),
+                "budget": self.budget(), "device_type": device.type, "experiment": "score-match", "version": 2}
+
+    def key(self, device: torch.device) -> str:
+        """Hash of the resolved configuration: the run's cache key."""
+        return config_key(self.resolved(device))
+
+    def slug(self) -> str:
+        """A readable folder-name prefix."""
+        return (f"r{self.rank}_N{self.num_train}_K{self.components}_d{self.dim}_{self.arch}{self.width}_"
+                f"s{self.steps}_seed{self.seed}")
+
+
+def training_config(cfgs: Sequence[ScoreMatchConfig]) -> TrainConfig:
+    """The engine's recipe for training ``cfgs`` as the members of one model (one member for the UNet): EDM
+    preconditioning and loss with each member's ``sigma_data``, warm-up and EMA half-life resolved to samples."""
+    first = cfgs[0]
+    shared = ("arch", "dim", "width", "depth", "steps", "batch", "lr", "lr_warmup_frac", "ema_halflife_frac",
+              "p_mean", "p_std")
+    if any(getattr(c, f) != getattr(first, f) for c in cfgs for f in shared):
+        raise InputError(f"cfgs: members trained together must share {', '.join(shared)}", parameter="cfgs")
+    if first.arch == "mlp":
+        net = network_config("mlp", (first.dim,), width=first.width, depth=first.depth, members=len(cfgs))
+    elif len(cfgs) == 1:
+        net = network_config("unet-vector", (first.dim,), image_shape=(first.dim // 16, 4, 4),
+                             model_channels=first.width)
+    else:
+        raise InputError("cfgs: arch unet trains one model at a time", parameter="cfgs")
+    seeds = [c.seeds()["training"] for c in cfgs]
+    samples = first.steps * first.batch
+    return TrainConfig(net=net, precond="edm", sigma_data=tuple(c.sigma_data for c in cfgs), batch=first.batch,
+                       lr=first.lr, lr_warmup_images=first.lr_warmup_frac * samples,
+                       ema_halflife_images=first.ema_halflife_frac * samples, ema_rampup_ratio=EMA_RAMPUP,
+                       seed=seeds[0] if len(seeds) == 1 else derive_seed("members", *seeds),
+                       p_mean=first.p_mean, p_std=first.p_std)
+
+
+def _parse_train_sizes(text: str) -> tuple[int, ...]:
+    return parse_int_list(text, option="train_sizes")
+
+
+def _parse_ranks(text: str) -> tuple[int, ...]:
+    return parse_int_list(text, option="ranks")
+
+
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    return tuple(parse_seeds(text, option="seeds"))
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A grid of cells (rank, N, seed) over a base configuration, trained ``group_size`` cells at a time as the
+    members of one model (0 = all cells at once; the UNet trains one cell at a time)."""
+
+    base: ScoreMatchConfig = ScoreMatchConfig()
+    ranks: tuple[int, ...] = param((2, 4, 6, 8), "Sweep ranks r, e.g. 2,4,6,8.", min=1, max=4096, parse=_parse_ranks)
+    train_sizes: tuple[int, ...] = param(tuple(2**k for k in range(4, 13)), "Sweep N values, e.g. 16,32,...,4096.",
+                                         flag="--ns", min=1, max=10**7, parse=_parse_train_sizes)
+    seeds: tuple[int, ...] = param((0,), "Sweep seeds, e.g. 0-2.", min=0, max=MAX_SEED, parse=_parse_seeds)
+    group_size: int = param(0, "Models per ensemble in a sweep; 0 = all at once.", min=0, max=10**6)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`InputError` for an unusable grid (every cell is checked too)."""
+        check_params(self)
+        for name in ("ranks", "train_sizes", "seeds"):
+            values = getattr(self, name)
+            if not values:
+                raise InputError(f"{name}: give at least one value", parameter=name)
+            if len(set(values)) != len(values):
+                raise InputError(f"{name}={','.join(map(str, values))}: a value appears twice; give distinct values",
+                                 parameter=name)
+        count = len(self.ranks) * len(self.train_sizes) * len(self.seeds)
+        if count > 100_000:
+            raise InputError(f"ranks x train_sizes x seeds = {count} cells; a sweep takes at most 100,000",
+                             parameter=("ranks", "train_sizes", "seeds"))
+        for cell in self.cells():
+            cell.check()
+
+    def cells(self) -> list[ScoreMatchConfig]:
+        """Every (rank, N, seed) configuration, ordered by rank, then N, then seed."""
+        return [replace(self.base, rank=r, num_train=n, seed=s)
+                for r in self.ranks for n in self.train_sizes for s in self.seeds]
+
+    def groups(self) -> list[list[ScoreMatchConfig]]:
+        """The cells split into training groups (one model each; one cell each for the UNet)."""
+        cells = self.cells()
+        size = 1 if self.base.arch != "mlp" else (self.group_size or len(cells))
+        return [cells[i:i + size] for i in range(0, len(cells), size)]
+
+    def resolved(self, device: torch.device) -> dict[str, Any]:
+        """JSON-ready description (cache key material)."""
+        base = {k: v for k, v in asdict(self.base).items() if k not in ("rank", "num_train", "seed")}
+        return {"base": base, "ranks": list(self.ranks), "train_sizes": list(self.train_sizes),
+                "seeds": list(self.seeds), "group_size": self.group_size, "device_type": device.type,
+                "experiment": "score-match-sweep", "version": 2}
+
+    def slug(self) -> str:
+        b = self.base
+        return f"sweep_K{b.components}_d{b.dim}_{b.arch}{b.width}_s{b.steps}"
