@@ -14,7 +14,8 @@ from mogsim.errors import InputError
 from mogsim.experiments.subspace_recovery import METHOD_NAMES, RecoveryConfig, make_methods, run_subspace_recovery
 from mogsim.parsing import parse_int_list
 
-from .score_match import _bar, _num, _progress_factory  # the shared progress bar and number format of the CLI
+from mogsim.experiments.text import short_number as _num
+from mogsim.progress import progress_display
 
 DEFAULTS = RecoveryConfig()
 
@@ -99,8 +100,8 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"--time-limit {time_limit}; pass a positive number of minutes")
         deadline = time.monotonic() + 60.0 * time_limit if time_limit is not None else None
         console = Console()
-        with _bar(not quiet) as bar:
-            res = run_subspace_recovery(cfg, out, progress=_progress_factory(bar), deadline=deadline)
+        with progress_display("none" if quiet else "auto") as progress:
+            res = run_subspace_recovery(cfg, out, progress=progress, deadline=deadline)
         if not res.complete:
             console.print(f"stopped at the time limit after {res.trials_done}/{res.trials_total} trials; results "
                           f"kept in {res.path}. Re-run the same command to resume.")

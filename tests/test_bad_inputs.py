@@ -9,6 +9,7 @@ inputs folder must be unchanged. Add rows for new commands and options here. Eve
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -91,10 +92,55 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
     (["theory", "--only", "tweedie", "--latex", "{inputs}"], "--latex"),
 ]
 
+SM = ["score-match", "--device", "cpu", "--quiet"]
+
+
+def _train(data: str = "{inputs}/images.npy", *extra: str) -> list[str]:
+    return ["train", "--data", data, "--out", "run", "--arch", "unet-tiny", "--width", "8", "--steps", "2",
+            "--device", "cpu", "--no-progress", *extra]
+
+
+#: ``mogsim score-match`` and ``mogsim train``: bounds before any work, strict config files, foreign folders
+TRAINING_ROWS: list[tuple[list[str], str]] = [
+    # score-match: sizes and counts with upper bounds, checked before any work
+    (SM + ["--n", "99999999999999999999"], "--n 99999999999999999999"),
+    (SM + ["--steps", "99999999999999999999"], "--steps 99999999999999999999"),
+    (SM + ["--batch", "0"], "--batch 0"),
+    (SM + ["--n", "63"], "--n 63: must be a multiple of --components 2"),
+    (SM + ["--rank", "30"], "--rank 30"),
+    (SM + ["--lr", "nan"], "--lr nan: pass a finite number"),
+    (SM + ["--p-std", "inf"], "--p-std inf"),
+    (SM + ["--arch", "resnet"], "--arch 'resnet'"),
+    (SM + ["--arch", "unet", "--dim", "20"], "--dim 20"),
+    (SM + ["--time-limit", "0"], "--time-limit 0"),
+    (SM + ["--seeds", "0-2"], "--seeds: need --sweep"),
+    (SM + ["--sweep", "--ns", "16,x"], "--ns '16,x'"),
+    (SM + ["--sweep", "--ranks", "2,2"], "--ranks 2,2: a value appears twice"),
+    (SM + ["--config", "{inputs}/rank_two.json"], "--rank 'two': pass a whole number"),
+    (SM + ["--config", "{inputs}/nan.json"], "--config"),
+    (SM + ["--config", "{inputs}/typo.json"], "unknown key(s) rnak"),
+    (SM + ["--config", "{inputs}/missing.json"], "--config"),
+    (SM + ["--out", "{inputs}/images.npy"], "--out"),
+    # train
+    (_train("{inputs}/images.npy", "--batch", "99999999999999999999"), "--batch 99999999999999999999"),
+    (_train("{inputs}/images.npy", "--grad-clip", "nan"), "--grad-clip nan: pass a finite number"),
+    (_train("{inputs}/images.npy", "--lr", "inf"), "--lr inf"),
+    (_train("{inputs}/images.npy", "--ema-halflife-images", "-1"), "--ema-halflife-images -1"),
+    (_train("{inputs}/images.npy", "--steps", "99999999999999999999"), "--steps 99999999999999999999"),
+    (_train("{inputs}/images.npy", "--n", "0"), "--n 0"),
+    (_train("{inputs}/images.npy", "--attn-resolutions", "16"), "--attn-resolutions [16]"),
+    (_train("{inputs}/images.npy", "--width", "0"), "--width 0"),
+    (_train("{inputs}/images.npy", "--out", "{inputs}/notes"), "holds other files (notes.txt)"),
+    (["train", "--data", "{inputs}/vectors48.npy", "--out", "run", "--arch", "mlp", "--dropout", "0.1", "--steps", "1",
+      "--device", "cpu"], "--dropout: applies to UNets"),
+]
+BAD_INPUTS += TRAINING_ROWS
+
 #: Rows (their argv joined by spaces) that also run through the installed console script: a subprocess each,
 #: a second or more of start-up, so only a few.
 CONSOLE_ROWS = ["nonsense", "sample --seeds 0-99999999999999999999",
-                "sample --model empirical --data {inputs}/nan.npy"]
+                "sample --model empirical --data {inputs}/nan.npy",
+                "score-match --device cpu --quiet --n 99999999999999999999"]
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +161,13 @@ def inputs(tmp_path_factory) -> Path:
     torch.save({"weights": torch.zeros(3)}, folder / "dict.pt")
     (folder / "not-cifar").mkdir()
     (folder / "not-cifar" / "readme.txt").write_text("no images here")
+    np.save(folder / "images.npy", rng.standard_normal((6, 3, 8, 8)).astype(np.float32))
+    np.save(folder / "vectors48.npy", rng.standard_normal((6, 48)).astype(np.float32))
+    (folder / "rank_two.json").write_text(json.dumps({"rank": "two"}))
+    (folder / "nan.json").write_text('{"lr": NaN}')
+    (folder / "typo.json").write_text(json.dumps({"rnak": 2}))
+    (folder / "notes").mkdir()
+    (folder / "notes" / "notes.txt").write_text("someone else's folder")
     return folder
 
 

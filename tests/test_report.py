@@ -328,7 +328,7 @@ def test_theory_out_writes_results_and_report(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_import_mogsim_loads_neither_reportlab_nor_matplotlib() -> None:
-    code = ("import sys, mogsim, mogsim.report, mogsim.experiments.score_match_sweep; "
+    code = ("import sys, mogsim, mogsim.report, mogsim.experiments.score_match; "
             "print(sorted(m for m in ('reportlab', 'matplotlib', 'svglib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -4,7 +4,7 @@ Degenerate denoisers and their expected labels, on several (r, N) of an MoLRG in
 
 * the empirical optimum D_emp: memorizing; the true denoiser D_true: generalizing;
 * zero, the data mean, the training-set mean, the identity, ``c_skip(sigma) x`` (EDM's skip connection with
-  sigma_data = sqrt(r / n): what an untrained EDM net outputs) and a real untrained EnsembleMLP: neither, because
+  sigma_data = sqrt(r / n): what an untrained EDM net outputs) and a real untrained MLP: neither, because
   every affine isotropic map ``a + c x`` is at least as far from either reference as the best one;
 * the hybrid that is D_true above sigma = 2 and D_emp below: memorizing, never generalizing (it copies 100%);
 * the reverse hybrid (D_emp above sigma = 2, D_true below): generalizing. It equals D_true at every band level
@@ -31,7 +31,8 @@ from hypothesis import strategies as st
 from mogsim import EmpiricalDenoiser, InputError, MoLRG
 from mogsim.metrics.molrg_verdict import (LABELS, THRESHOLDS, affine_baseline_error, classify, median_nn_spacing,
                                           score_match_verdict)
-from mogsim.nets.ensemble import EnsembleMLP
+from mogsim.conventions import EDMPrecond
+from mogsim.nets import MLP, PreconditionedDenoiser
 
 DIM, K = 48, 2
 CASES = [(2, 32), (4, 16), (8, 16), (8, 512)]
@@ -58,7 +59,9 @@ def degenerate(p: Problem) -> dict[str, tuple[str, object]]:
     data_mean = p.mixture.sample(4096, seed=99)[0].mean(dim=0)  # ~0: the MoLRG is centred
     train_mean = p.train.mean(dim=0)
     sd2 = p.sigma_data**2
-    untrained = EnsembleMLP(1, DIM, width=64, depth=2, sigma_data=p.sigma_data, seed=3).member(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        untrained = PreconditionedDenoiser(MLP(DIM, width=64, depth=2), EDMPrecond(sigma_data=p.sigma_data)).eval()
     return {
         "empirical optimum": ("memorizing", p.emp),
         "true denoiser": ("generalizing", p.mixture),
@@ -67,7 +70,7 @@ def degenerate(p: Problem) -> dict[str, tuple[str, object]]:
         "training-set mean": ("neither", lambda x, s: train_mean.to(x).expand_as(x).clone()),
         "identity": ("neither", lambda x, s: x.clone()),
         "c_skip only": ("neither", lambda x, s: sd2 / (s * s + sd2) * x),
-        "untrained EnsembleMLP": ("neither", untrained),
+        "untrained MLP": ("neither", untrained),
         "D_true above sigma 2, D_emp below": ("memorizing", lambda x, s: p.mixture(x, s) if s > 2 else p.emp(x, s)),
         "D_emp above sigma 2, D_true below": ("generalizing", lambda x, s: p.emp(x, s) if s > 2 else p.mixture(x, s)),
     }
@@ -237,21 +240,23 @@ def test_a_net_returning_nan_is_neither():
 # -- genuinely trained nets ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained_pair():
-    """Two small MLPs trained together on the CPU with the existing training code: N = 8 points of a rank-4 MoLRG
-    (memorizes) and N = 256 of a rank-2 one (generalizes), R^16, 4,000 steps of batch 128 (a few seconds).
-    Over training seeds 0..7 of this exact setting (1 and 2 threads): kappa 0.85-0.98 (bound 0.5) and worst rel vs
-    D_emp 0.03-0.06 (bound 0.2) for the first; worst rel vs D_true 0.07-0.09 (0.2), RP 0.68-0.77 (0.5), on a
-    subspace 0.64-0.73 (0.5), kappa <= -0.05 (0.1) for the second. Other CPUs change float32 rounding, which moves
-    a training run about as much as another seed does."""
-    from mogsim.experiments.bank_training import train_bank
-    from mogsim.experiments.score_match import ScoreMatchConfig, bank_seed, build_bank, make_problem
+    """Two small MLPs trained together on the CPU by the engine: N = 8 points of a rank-4 MoLRG (memorizes) and
+    N = 256 of a rank-2 one (generalizes), R^16, 4,000 steps of batch 128 (a few seconds). Over master seeds 0..5 of
+    this exact setting (one thread): kappa 0.955-0.974 (bound 0.5) and worst rel vs D_emp on training queries
+    0.030-0.047 (bound 0.2) for the first; worst rel vs D_true 0.067-0.088 (0.2), RP 0.72-0.81 (0.5), on a subspace
+    0.67-0.75 (0.5), kappa <= -0.03 (0.1) for the second. Other CPUs change float32 rounding, which moves a training
+    run about as much as another seed does."""
+    from mogsim.experiments.score_match import ScoreMatchConfig, make_problem, training_config
+    from mogsim.training import RuntimeOptions, Trainer
 
     base = ScoreMatchConfig(dim=16, components=2, width=128, depth=3, steps=4000, batch=128, lr=2e-3)
-    cfgs = [replace(base, rank=4, n=8), replace(base, rank=2, n=256)]
+    cfgs = [replace(base, rank=4, num_train=8), replace(base, rank=2, num_train=256)]
     problems = [make_problem(c) for c in cfgs]
-    out = train_bank(build_bank(cfgs), [t for _, t in problems], base.train_spec(), seed=bank_seed(cfgs),
-                     device=torch.device("cpu"))
-    return [(out.ema.member(m), mol, train) for m, (mol, train) in enumerate(problems)]
+    trainer = Trainer(training_config(cfgs), [t.float() for _, t in problems],
+                      runtime=RuntimeOptions(progress="none", log_every=1000))
+    trainer.fit(base.steps)
+    ema = trainer.ema_denoiser()
+    return [(ema.member(m), mol, train) for m, (mol, train) in enumerate(problems)]
 
 
 @pytest.mark.slow

@@ -86,7 +86,8 @@ def errors_at(derivation: Derivation, point: Point) -> dict[str, float]:
     atoms = np.array([point[f"a{i}"] for i in range(1, 4)])
     counts = [int(round(point[f"w{i}"])) for i in range(1, 4)]
     emp = EmpiricalDenoiser(torch.from_numpy(np.repeat(atoms, counts)[:, None]))
-    data_scale = float(np.abs(atoms).max())
+    # below ~1e-300 the data are numerically zero: intermediate values turn subnormal, which BLAS may flush to zero
+    data_scale = max(float(np.abs(atoms).max()), 1e-300)
     score_floor = (abs(point["x"]) + s * data_scale) / (s * s * sig * sig)
     gauss = GaussianDenoiser(np.array([point["mu"]]), np.array([[point["v"]]]))  # float64 arrays
     g_scale = abs(point["mu"]) + abs(point["x"]) / s

@@ -54,6 +54,9 @@ import torch
 from ..closed_forms import MoLRG
 from ..errors import InputError
 from ..runs import RunFolder, config_key, read_csv, write_csv
+
+RUN_KIND = "mogsim-subspace-recovery"
+METRICS_FILE = "metrics.json"
 from ..subspaces import completion_error, ksubspaces, matched_distance, pca
 
 #: A trial succeeds when the largest per-component subspace distance is at most this (see the module notes).
@@ -305,18 +308,24 @@ def run_subspace_recovery(cfg: RecoveryConfig, out: Any, *, progress: ProgressFa
     ``deadline`` (a ``time.monotonic()`` value) stops cleanly after the current cell; the next call resumes.
     Estimators run in float64 on the CPU with one intra-op thread (the matrices are tiny; more threads only spin).
     """
-    from ..io import ensure_writable_dir
     from ..provenance import provenance
 
     cfg.check()
     t_start = time.monotonic()
-    root = ensure_writable_dir(out)
-    folder = RunFolder(root, cfg.slug(), cfg.key())
-    if folder.is_done():
-        metrics = folder.load_metrics()
+    folder = RunFolder.keyed(out, cfg.slug(), cfg.resolved(), kind=RUN_KIND)
+    if folder.has(METRICS_FILE):
+        metrics = folder.read_json(METRICS_FILE)
         return RecoveryResult(folder.path, metrics, True, True, metrics.get("trials_done", 0),
                               metrics.get("trials_done", 0))
-    folder.start(cfg.resolved(), provenance("cpu"))
+    with folder.session({"config": cfg.resolved(), "provenance": provenance("cpu")}):
+        return _run_grid(cfg, folder, progress, deadline, checkpoint_every_s, t_start)
+
+
+def _run_grid(cfg: RecoveryConfig, folder: RunFolder, progress: ProgressFactory, deadline: float | None,
+              checkpoint_every_s: float, t_start: float) -> RecoveryResult:
+    """The trials still missing from ``trials.csv``, then the summary, the figure and ``metrics.json``."""
+    from ..provenance import provenance
+
     trials_path = folder.file("trials.csv")
     rows: list[dict[str, Any]] = [dict(r) for r in read_csv(trials_path)] if trials_path.exists() else []
     done = {_row_key(r) for r in rows}
@@ -353,7 +362,7 @@ def run_subspace_recovery(cfg: RecoveryConfig, out: Any, *, progress: ProgressFa
     metrics.update(trials_done=len(rows), timing=timing, provenance=provenance("cpu"))
     write_csv(folder.file("cells.csv"), metrics["cells"])
     metrics["figures"] = draw_phase(folder.path, metrics)
-    folder.write_metrics(metrics)
+    folder.write_json(METRICS_FILE, metrics)
     return RecoveryResult(folder.path, metrics, True, False, len(rows), total, timing)
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..training.losses import Loss, make_loss, per_sample_loss
+from ..training.losses import Loss, loss_record, make_loss, per_sample_loss
 
 Denoise = Callable[[torch.Tensor, Any], torch.Tensor]
 
@@ -189,4 +189,4 @@ def loss_ratio(net: Denoise, floor: Denoise, data: torch.Tensor, loss: str | Los
     value, floor_value = float(per_net.mean()), float(per_floor.mean())
     ratio = value / floor_value if floor_value > 0 else float("inf")
     return LossRatio(value, floor_value, ratio, per_net, per_floor, sigma.double().numpy(), int(batch), int(seed),
-                     loss_fn.record())
+                     loss_record(loss_fn))

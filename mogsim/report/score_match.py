@@ -60,7 +60,7 @@ def build_run(f: RunFiles) -> Section:
     reason = f.text(M, "verdict_detail", "reason", optional=True)
     index = m("generalization_index")
     decisive = f.num(M, "verdict_detail", "decisive_levels", style="int", optional=True)
-    title = f"Score matching on MoLRG: one run (r = {c('rank', 'int')}, N = {c('n', 'int')}, seed {c('seed', 'int')})"
+    title = f"Score matching on MoLRG: one run (r = {c('rank', 'int')}, N = {c('num_train', 'int')}, seed {c('seed', 'int')})"
     answer = (f"The stored verdict is <b>{verdict}</b>" + (f" ({reason})." if reason is not None else ".")
               + f" Of the net's samples, a fraction {m('copy_fraction_net')} copy a training point (empirical "
               f"optimum {m('copy_fraction_empirical')}, true score {m('copy_fraction_true')}) and a fraction "
@@ -69,14 +69,14 @@ def build_run(f: RunFiles) -> Section:
     index_text = f"generalization index {index} over {decisive} decisive levels" if index is not None else \
         "no generalization index (no decisive level)"
     claims = stored_claims(f, M) or [
-        Claim(f"{SMALL_N} {LARGE_N}", f"N = {c('n', 'int')}: verdict {verdict}; {index_text}; copies "
+        Claim(f"{SMALL_N} {LARGE_N}", f"N = {c('num_train', 'int')}: verdict {verdict}; {index_text}; copies "
               f"{m('copy_fraction_net')}", "not tested",
               "one run has one N; a sweep over N tests the claim"),
         Claim(REPRODUCE, f"RP of the net against the true-score sampler {m('rp_net_true')}, against the empirical "
               f"optimum {m('rp_net_empirical')}", "not judged", "the files store no rule for agreement"),
     ]
     methods = _run_methods(f)
-    fig_caption = (f"Per noise level σ, the net against both references. (a) L<sub>score</sub>; (b) RMS distances "
+    fig_caption = ("Per noise level σ, the net against both references. (a) L<sub>score</sub>; (b) RMS distances "
                    "between the net and each reference, and between the references (grey); (c) the net's position "
                    "t along the segment from the empirical optimum (t = {}) to the true denoiser (t = {}), decisive "
                    "levels in green. Look at (c): the verdict averages the green points; where the grey gap in (b) "
@@ -112,7 +112,7 @@ def build_run(f: RunFiles) -> Section:
         prov.append(("training", kv_list(f, M, "training")))
     if f.num(M, "eval_seconds", optional=True) is not None:
         prov.append(("evaluation seconds", f"{f.num(M, 'eval_seconds')}"))
-    return Section("score-match run", title, f.folder, QUESTION.replace("N samples", f"N = {c('n', 'int')} samples"),
+    return Section("score-match run", title, f.folder, QUESTION.replace("N samples", f"N = {c('num_train', 'int')} samples"),
                    answer, claims, methods, [totals, per_sigma], figures, [], prov)
 
 
@@ -124,7 +124,7 @@ def _run_methods(f: RunFiles) -> list[str]:
 
     rules = f.get(M, "rules", default={})
     out = [
-        f"<b>Data.</b> N = {c('n', 'int')} training points drawn once from a mixture of K = {c('components', 'int')} "
+        f"<b>Data.</b> N = {c('num_train', 'int')} training points drawn once from a mixture of K = {c('components', 'int')} "
         f"mutually orthogonal rank-{c('rank', 'int')} subspaces of R<super>n</super>, n = {c('dim', 'int')}, "
         f"balanced over components (master seed {c('seed', 'int')}; derived seeds in the provenance appendix).",
         f"<b>Model and budget.</b> A {f.text(C, 'config', 'arch')} of width {c('width', 'int')} and depth "
@@ -242,8 +242,8 @@ SWEEP_COLUMNS = ("rank", "n", "seed", "generalization_index", "copy_fraction_net
 
 
 def is_sweep(folder: Path) -> bool:
-    """A score-match sweep folder (sweep_config.json) or its compact export (sweep_metrics.json)."""
-    return (folder / "sweep_metrics.json").is_file() or (folder / "sweep_config.json").is_file()
+    """A score-match sweep folder or its compact export: both hold sweep_metrics.json."""
+    return (folder / "sweep_metrics.json").is_file()
 
 
 def build_sweep(f: RunFiles) -> Section:
@@ -358,8 +358,8 @@ def build_sweep(f: RunFiles) -> Section:
     prov += [("configuration", kv_list(f, M, "config")), ("budget", kv_list(f, M, "budget"))]
     if isinstance(f.get(M, "timing", default=None), dict):
         prov.append(("timing (seconds)", kv_list(f, M, "timing")))
-    if f.exists("sweep_config.json"):
-        prov.append(("sweep key", f"{f.text('sweep_config.json', 'key')}"))
+    if f.exists("config.json"):
+        prov.append(("sweep key", f"{f.text('config.json', 'key')}"))
     return Section("score-match sweep", title, f.folder, QUESTION + " How does the N at which it switches depend "
                    "on the rank r?", answer, claims, methods, tables, figures, notes, prov)
 
@@ -412,7 +412,8 @@ def _sweep_methods(f: RunFiles, seeds_text: str) -> list[str]:
         return f.num(M, "config", "base", key, style=style)
 
     ranks = join([f"{f.num(M, 'config', 'ranks', i, style='int')}" for i in range(len(f.get(M, 'config', 'ranks')))])
-    ns = join([f"{f.num(M, 'config', 'ns', i, style='int')}" for i in range(len(f.get(M, "config", "ns")))])
+    sizes = "train_sizes" if f.get(M, "config", "train_sizes", default=None) is not None else "ns"  # older sweeps: ns
+    ns = join([f"{f.num(M, 'config', sizes, i, style='int')}" for i in range(len(f.get(M, "config", sizes)))])
     out = [
         f"<b>Data.</b> Each cell draws N training points once from a mixture of K = {b('components', 'int')} mutually "
         f"orthogonal rank-r subspaces of R<super>n</super>, n = {b('dim', 'int')}, balanced over components; "
@@ -462,6 +463,6 @@ def _draw_positions(f: RunFiles) -> Any:
     return sweep_positions_figure(f.numeric_rows("sweep_per_sigma.csv", ("rank", "n", "seed") + PER_SIGMA_NUMBERS))
 
 
-KINDS = (Kind("score-match sweep", "sweep_metrics.json or sweep_config.json", is_sweep, build_sweep),
+KINDS = (Kind("score-match sweep", "sweep_metrics.json", is_sweep, build_sweep),
          Kind("score-match run", "config.json of experiment score-match", is_run, build_run))
 

@@ -135,6 +135,12 @@ def make_loss(name: str, *, sigma_data: Any = 0.5, p_mean: float = -1.2, p_std: 
     return entry.loss(**{k: v for k, v in given.items() if k in names})
 
 
+def loss_record(loss: Loss) -> dict[str, Any]:
+    """A JSON-ready description of a loss: its name and fields (a per-member ``sigma_data`` tensor as a list)."""
+    fields = {f.name: getattr(loss, f.name) for f in dataclasses.fields(loss)}  # type: ignore[arg-type]
+    return {"name": loss.name, **{k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in fields.items()}}
+
+
 def per_sample_loss(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], loss: Loss, y: torch.Tensor,
                     sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Weighted squared error, mean over coordinates, for clean ``y`` (B, *shape) or (M, B, *shape), noise levels

@@ -3,19 +3,11 @@ table and N*(r). Plain lines, shared by ``mogsim score-match`` and ``scripts/sco
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from ..text import short_number as _num
 from .run import RunResult
 from .sweep import SweepResult
-
-
-def _num(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3g}" if math.isfinite(v) else str(v)
-    return str(v)
 
 
 def _decisive(v: Any) -> bool:
