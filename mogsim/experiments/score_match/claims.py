@@ -39,7 +39,7 @@ def _range(values: Sequence[Any]) -> str:
     if not nums:
         return "n/a"
     lo, hi = min(nums), max(nums)
-    return _g(lo) if _g(lo) == _g(hi) else f"{_g(lo)}-{_g(hi)}"
+    return _g(lo) if _g(lo) == _g(hi) else f"{_g(lo)} to {_g(hi)}"
 
 
 def _share(hits: int, total: int) -> str:

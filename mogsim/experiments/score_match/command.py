@@ -103,9 +103,12 @@ def run_command(options: Mapping[str, Any], *, echo: Callable[[str], None] = pri
     if run.export is not None:
         copied = export_compact(res.path, run.export)
         echo(f"exported {len(copied)} files to {run.export}: {', '.join(p.name for p in copied)}")
-    if not res.complete:
+    if not res.own_groups_done:
         echo("sweep incomplete (time limit); re-run the same command to resume.")
         return EXIT_TIME_LIMIT
+    if not res.complete:
+        echo(f"this shard's groups are done; {res.cells_done} of {res.cells_total} cells finished. Run the other "
+             "shards (or the same command without --shard) to merge every cell into the combined results.")
     return 0
 
 

@@ -80,6 +80,8 @@ class SweepResult:
     cells_total: int = 0
     reused_cells: int = 0
     timing: dict[str, float] = field(default_factory=dict)
+    #: this call finished every group it was given (all of them, or its shard's)
+    own_groups_done: bool = True
 
 
 def _cell_folder(root: Path, cfg: ScoreMatchConfig, device: torch.device) -> RunFolder:
@@ -168,13 +170,13 @@ def run_sweep(sweep: SweepConfig, out: Any, *, device: str | torch.device = "aut
                 rows = summary.get("table", [])
                 return SweepResult(root.path, rows, summary, True, cells_done=len(rows),
                                    cells_total=len(sweep.cells()), reused_cells=reused,
-                                   timing={"this_call_seconds": time.monotonic() - t_start})
+                                   timing={"this_call_seconds": time.monotonic() - t_start}, own_groups_done=complete)
         rows, per_sigma, time_rows = collect(sweep, root.path, dev)
         timing = {"this_call_seconds": time.monotonic() - t_start, "train_seconds_this_call": train_s,
                   "eval_seconds_this_call": eval_s}
         summary = write_combined(sweep, root, dev, rows, per_sigma, time_rows, timing, report=report)
     return SweepResult(root.path, rows, summary, complete and summary["complete"], cells_done=len(rows),
-                       cells_total=len(sweep.cells()), reused_cells=reused, timing=timing)
+                       cells_total=len(sweep.cells()), reused_cells=reused, timing=timing, own_groups_done=complete)
 
 
 class _combining:
