@@ -143,8 +143,7 @@ def check_value(d: Declared, value: Any) -> None:
             if not _is_kind(item, element):
                 raise number_error(d.name, value, f"pass {_noun(element)}", bounds)
             check = whole_number if element is int else finite_number
-            check(item, d.name, lo=bounds.lo, hi=bounds.hi, lo_open=bounds.lo_open, hi_open=bounds.hi_open,
-                  shown=value)
+            check(item, d.name, **dataclasses.asdict(bounds), shown=value)
         elif not _is_kind(item, element):
             raise InputError(f"{d.name}={value!r}: pass {_noun(element)}", parameter=d.name)
         if d.spec.choices is not None and item not in d.spec.choices:
