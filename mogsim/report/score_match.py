@@ -459,11 +459,11 @@ def _star(f: RunFiles, keys: tuple[Any, ...]) -> str:
 def _fit(f: RunFiles, keys: tuple[Any, ...]) -> str:
     """``b [lo, hi]`` of a stored fit, or a dash."""
     M = "sweep_metrics.json"
-    b = f.num(M, *keys, "b", style="sig2", optional=True)
+    b = f.num(M, *keys, "b", style="dec2", optional=True)  # exponents: two decimals (a round-off 1e-16 prints 0.00)
     if b is None:
         return DASH
-    return (f"{b} [{_or_dash(f.num(M, *keys, 'ci_low', style='sig2', optional=True))}, "
-            f"{_or_dash(f.num(M, *keys, 'ci_high', style='sig2', optional=True))}]")
+    return (f"{b} [{_or_dash(f.num(M, *keys, 'ci_low', style='dec2', optional=True))}, "
+            f"{_or_dash(f.num(M, *keys, 'ci_high', style='dec2', optional=True))}]")
 
 
 def _nstar_table(f: RunFiles, width: str, tag: str) -> Table:
@@ -480,7 +480,9 @@ def _nstar_table(f: RunFiles, width: str, tag: str) -> Table:
     return Table(f"sweep-nstar-{width}", f"N*(r) under each measure, with its {conf} seed-bootstrap interval, and the "
                  f"exponent b of N* ∝ r<super>b</super> with its interval{tag}. Measures: "
                  + "; ".join(f"<i>{f.key_text(M, *base, 'measures', name)}</i>: "
-                             f"{f.text(M, *base, 'measures', name, 'description')}" for name in measures) + ".",
+                             f"{f.text(M, *base, 'measures', name, 'description')}" for name in measures)
+                 + ". A share of seeds moves only between grid values of N, so its crossing is the geometric "
+                 "midpoint of two grid points and its interval can shrink to that point.",
                  header, body, "l" + "r" * (len(ranks) + 1))
 
 

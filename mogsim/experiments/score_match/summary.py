@@ -84,18 +84,19 @@ def sweep_lines(res: SweepResult) -> list[str]:
         rows = [r for r in res.rows if int(float(r["width"])) == width]
         lines += [f"width {width}:"] + ["  " + x for x in _table(
             [h for _, h in SWEEP_COLUMNS],
-            [[r.get(k) if k == "verdict" else _float(r.get(k)) for k, _ in SWEEP_COLUMNS] for r in rows])]
+            [[r.get(k) if k == "verdict" else _float(r.get(k), whole=k in ("rank", "n", "seed"))
+              for k, _ in SWEEP_COLUMNS] for r in rows])]
     for width, entry in res.summary.get("analysis", {}).get("by_width", {}).items():
         lines.append(f"N*(r), width {width} (95% seed-bootstrap intervals), and the fit N* ~ r^b:")
         for name, a in entry["n_star"]["measures"].items():
             stars = ", ".join(f"r={r}: {_star(e)}" for r, e in a["n_star"].items())
             fit = a["fit"]
-            lines.append(f"  {name}: {stars}; b = {_num(fit['b'])} [{_num(fit['ci_low'])}, {_num(fit['ci_high'])}]")
+            lines.append(f"  {name}: {stars}; b = {_exponent(fit)}")
         if entry.get("time"):
             lines.append(f"training time, width {width}: event step t* ~ N^b per rank (censored N left out):")
             for name, ev in entry["time"]["events"].items():
-                fits = ", ".join(f"r={f['rank']}: b = {_num(f['b'])} [{_num(f['ci_low'])}, {_num(f['ci_high'])}]"
-                                 f" ({f['censored_never']} never)" for f in ev["fits"].values())
+                fits = ", ".join(f"r={f['rank']}: b = {_exponent(f)} ({f['censored_never']} never)"
+                                 for f in ev["fits"].values())
                 lines.append(f"  {name}: {fits}")
     for claim in res.summary.get("paper_claims", []):
         lines.append(f"claim ({claim['agrees']}): {claim['paper']} -- {claim['measured']}")
@@ -103,11 +104,19 @@ def sweep_lines(res: SweepResult) -> list[str]:
     return lines
 
 
-def _float(value: Any) -> Any:
+def _float(value: Any, *, whole: bool = False) -> Any:
+    """A stored number as a float (``whole``: as an int, so that N = 4096 does not print as 4.1e+03)."""
     try:
-        return float(value)
+        return int(float(value)) if whole else float(value)
     except (TypeError, ValueError):
         return value
+
+
+def _exponent(fit: dict[str, Any]) -> str:
+    """``b [lo, hi]`` with two decimals (a least-squares round-off such as 1e-16 prints as 0.00); ``-`` for None."""
+    def text(v: Any) -> str:
+        return "-" if v is None else f"{float(v):.2f}".replace("-0.00", "0.00")
+    return f"{text(fit['b'])} [{text(fit['ci_low'])}, {text(fit['ci_high'])}]"
 
 
 def _star(entry: dict[str, Any]) -> str:
