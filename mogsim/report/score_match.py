@@ -350,6 +350,15 @@ def build_sweep(f: RunFiles) -> Section:
                                 ("rp_net_true", "RP against the true sampler", "dec2")):
         tables += grid.spread_tables(column, what, style)
     tables.append(grid.cells_table())
+    notes, prov = sweep_notes_and_provenance(f)
+    return Section("score-match sweep", title, f.folder, QUESTION + " How does the N at which it switches depend "
+                   "on the rank r, and when along training does each behaviour appear?", answer, claims,
+                   _sweep_methods(f, grid), tables, figures, notes, prov)
+
+
+def sweep_notes_and_provenance(f: RunFiles) -> tuple[list[str], list[tuple[str, Any]]]:
+    """A sweep's stored notes (first: whether it is incomplete) and its provenance rows (new and old records)."""
+    M = "sweep_metrics.json"
     notes = [f"{f.text(M, 'notes', i)}" for i in range(len(f.get(M, "notes", default=[]) or []))]
     if not f.get(M, "complete", default=True):
         notes.insert(0, f"<b>Incomplete sweep:</b> {f.num(M, 'cells_done', style='int')} of "
@@ -362,9 +371,7 @@ def build_sweep(f: RunFiles) -> Section:
         prov.append(("timing (seconds)", kv_list(f, M, "timing")))
     if f.exists("config.json"):
         prov.append(("sweep key", f"{f.text('config.json', 'key')}"))
-    return Section("score-match sweep", title, f.folder, QUESTION + " How does the N at which it switches depend "
-                   "on the rank r, and when along training does each behaviour appear?", answer, claims,
-                   _sweep_methods(f, grid), tables, figures, notes, prov)
+    return notes, prov
 
 
 class _Grid:

@@ -10,12 +10,12 @@ from collections import defaultdict
 from typing import Any
 
 from ..errors import InputError
-from .compose import DASH, agreement, distinct, kv_list, provenance_rows, span, stored_claims, words
+from .compose import DASH, agreement, distinct, span, stored_claims, words
 from .files import RunFiles
 from .printed import join, structural
 from .sections import Claim, Figure, Section, Table
 from .score_match import GROWS, L_SCORE, LARGE_N, PER_SIGMA_NUMBERS, QUESTION, REPRODUCE, SMALL_N
-from .score_match import cell as _cell
+from .score_match import cell as _cell, sweep_notes_and_provenance
 
 #: The columns of an old record's sweep_per_sigma.csv (with the retired index's decisive levels).
 PER_SIGMA_COLUMNS = ("queries", "sigma", "l_score_true", "l_score_empirical", "e_true", "e_empirical",
@@ -133,19 +133,9 @@ def build_old_sweep(f: RunFiles) -> Section:
                             f"(smallest–largest stored value; {DASH}: none stored).", header, grid,
                             "l" + "r" * len(ns)))
     tables.append(_cells_table(f, rows))
-    notes = [OLD_RECORD] + [f"{f.text(M, 'notes', i)}" for i in range(len(f.get(M, "notes", default=[]) or []))]
-    if not f.get(M, "complete", default=True):
-        notes.insert(0, f"<b>Incomplete sweep:</b> {f.num(M, 'cells_done', style='int')} of "
-                        f"{f.num(M, 'cells_total', style='int')} cells finished; the tables show those.")
+    notes, prov = sweep_notes_and_provenance(f)
+    notes.insert(1 if notes[:1] and notes[0].startswith("<b>Incomplete") else 0, OLD_RECORD)
     methods = _sweep_methods(f, seeds_text)
-    prov = provenance_rows(f, M, "provenance_first_call", label="first call:")
-    prov += provenance_rows(f, M, "provenance", label="combined results:",
-                            same_as=f.get(M, "provenance_first_call", default=None))
-    prov += [("configuration", kv_list(f, M, "config")), ("budget", kv_list(f, M, "budget"))]
-    if isinstance(f.get(M, "timing", default=None), dict):
-        prov.append(("timing (seconds)", kv_list(f, M, "timing")))
-    if f.exists("config.json"):
-        prov.append(("sweep key", f"{f.text('config.json', 'key')}"))
     return Section("score-match sweep", title, f.folder, QUESTION + " How does the N at which it switches depend "
                    "on the rank r?", answer, claims, methods, tables, figures, notes, prov)
 
