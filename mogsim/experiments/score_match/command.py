@@ -41,7 +41,7 @@ class RunOptions:
                                 shown="off for one run, on for a sweep")
     time_limit: float | None = param(None, "Minutes; stop training cleanly after this, re-run to resume.",
                                      positive=True, max=1e7)
-    export: str | None = param(None, "Sweep: copy the combined results (<= 8 files) into this flat folder.")
+    export: str | None = param(None, "Sweep: copy the combined results (<= 7 files) into this flat folder.")
     shard: str | None = param(None, "Sweep: i/M trains only every M-th training group from i (M processes, e.g. "
                               "one per GPU; any later call merges the finished cells).", shown="all groups")
     quiet: bool | None = param(None, "No progress display.", shown="off")

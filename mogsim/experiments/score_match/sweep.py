@@ -20,7 +20,7 @@ Layout under ``<out>/<sweep slug>-<key>/`` (each folder a :class:`mogsim.runs.Ru
 ``sweep_time.csv``, ``sweep_metrics.json`` (N*(r) under every measure and the time-axis events, with intervals and
 fits, and the paper's claims judged by stated rules), ``sweep_fig5.png``, ``sweep_time.png`` and
 ``sweep_report.pdf``. Re-running the same sweep skips finished groups and cells and resumes an interrupted group.
-:func:`export_compact` copies the combined results (at most 8 files) into one flat folder.
+:func:`export_compact` copies the combined results (at most 7 files) into one flat folder.
 """
 
 from __future__ import annotations
