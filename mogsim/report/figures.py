@@ -280,13 +280,14 @@ def phase_figure(rows: Sequence[Mapping[str, Any]], analysis: Mapping[str, Any] 
         ranks = sorted({k for _, k in keys})
         nrows, ncols = len(widths), min(len(ranks), 4)
         nrows *= math.ceil(len(ranks) / ncols)
-        fig = Figure(figsize=(6.9, 2.2 * nrows + 0.6))
-        fig.subplots_adjust(left=0.08, right=0.99, bottom=0.3 / nrows + 0.06, top=1 - 0.45 / (nrows + 0.3),
-                            wspace=0.25, hspace=0.5)
+        height = 2.0 * nrows + 1.1  # inches: panels, the legend above (0.5) and the axis labels and title below
+        fig = Figure(figsize=(6.9, height))
+        fig.subplots_adjust(left=0.08, right=0.99, bottom=0.7 / height, top=1 - 0.55 / height, wspace=0.25,
+                            hspace=0.5)
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
         cmap = mpl.colors.ListedColormap([LABEL_COLORS[k] for k in LABELS])
         by_width = (analysis or {}).get("by_width", {})
-        for ax, (width, rank) in zip(axes, keys):
+        for index, (ax, (width, rank)) in enumerate(zip(axes, keys)):
             mine = [r for r in rows if int(float(r["width"])) == width and int(float(r["rank"])) == rank]
             ns = sorted({int(float(r["n"])) for r in mine})
             steps = sorted({int(float(r["step"])) for r in mine})
@@ -308,11 +309,13 @@ def phase_figure(rows: Sequence[Mapping[str, Any]], analysis: Mapping[str, Any] 
                         ax.plot(math.log10(step), k + 0.5, marker, color="k", ms=3.5, mfc="white" if marker == "o"
                                 else "k")
             ax.set_yticks(np.arange(len(ns)) + 0.5, [str(n) for n in ns])
-            ticks = [t for t in steps if t in (steps[0], steps[-1]) or len(steps) <= 6 or t == steps[len(steps) // 2]]
-            ax.set_xticks(np.log10(ticks), [str(t) for t in ticks])
+            decades = [10**k for k in range(math.ceil(math.log10(steps[0])), math.floor(math.log10(steps[-1])) + 1)]
+            ticks = decades if len(decades) >= 2 else [steps[0], steps[-1]]
+            ax.set_xticks(np.log10(ticks), [f"{t:,}" for t in ticks])
             ax.set_xlim(x[0], x[-1])
             ax.set_xlabel("training step")
-            ax.set_ylabel("N")
+            if index % ncols == 0:
+                ax.set_ylabel("N")
             ax.set_title(f"r = {rank}" + (f", width {width}" if len(widths) > 1 else ""))
         for ax in axes[len(keys):]:
             ax.set_visible(False)
