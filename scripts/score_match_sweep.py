@@ -5,12 +5,13 @@ for machines where mogsim is not installed and typer, rich or matplotlib may be 
 later with ``--redraw``). Run from the repository root::
 
     python scripts/score_match_sweep.py --device cuda --ranks 2,4,6,8 --ns 16,32,...,4096 --seeds 0-2 \\
-        --steps 20000 --eval-queries 2048 --sample-seeds 1024 --out runs/sweep-gpu --export "$OUT" --time-limit 6.5
+        --steps 30000 --lr 1e-3 --eval-queries 1024 --sample-seeds 1024 --out runs/sweep-gpu --export "$OUT" \\
+        --time-limit 4.1 --no-report
 
 Re-running the same command resumes (finished groups and cells are reused; an interrupted training continues from
-its last checkpoint). ``--export DIR`` copies the combined results, at most 6 files, into DIR. ``--redraw DIR``
-draws ``sweep_fig5.png/.pdf`` and ``sweep_report.pdf`` from the ``sweep_metrics.json`` in DIR. ``--help`` lists
-every option. Exit status: 0 done, 3 stopped at the time limit (re-run to resume), 2 bad input.
+its last checkpoint). ``--export DIR`` copies the combined results, at most 7 files, into DIR. ``--redraw DIR``
+draws ``sweep_fig5.png`` and ``sweep_time.png`` from the ``sweep_metrics.json`` and ``sweep_time.csv`` in DIR;
+``mogsim report DIR`` writes the PDF report where reportlab is installed. ``--help`` lists every option. Exit status: 0 done, 3 stopped at the time limit (re-run to resume), 2 bad input.
 """
 
 import sys

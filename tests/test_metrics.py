@@ -1,4 +1,4 @@
-"""Metrics of the score-matching experiment: per-sigma errors, copies, reproducibility, the verdict rule."""
+"""Metrics of the score-matching experiment: per-sigma errors, copies, reproducibility."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from mogsim.closed_forms import EmpiricalDenoiser, MoLRG
 from mogsim.metrics.copies import copy_fraction, nearest_two, nn_ratio
 from mogsim.metrics.reproducibility import relative_distance, reproducibility, similarity
 from mogsim.metrics.score_error import SigmaErrors, noisy_queries, sigma_errors
-from mogsim.metrics.verdict import decide
 
 
 
@@ -118,17 +117,9 @@ def _fake(position: float, offset_rel: float, sigmas=(1.0, 0.2, 0.05)) -> SigmaE
     return SigmaErrors(s, e_true, e_emp, gap, 4 * gap, 4 * gap)
 
 
-@pytest.mark.parametrize("position, label", [(0.02, "memorizing"), (0.97, "generalizing"), (0.5, "in transition")])
-def test_verdict_labels(position, label):
-    err = _fake(position, 0.05)
-    v = decide(err, err)
-    assert v.label == label
-    assert v.generalization_index == pytest.approx(position)
-    assert "decisive" in v.rule
-
-
-def test_verdict_ignores_levels_where_the_net_is_off_both():
-    err = _fake(0.0, 3.0)  # net far from the reference line everywhere
-    v = decide(err, err)
-    assert v.label == "undecided"
-    assert not any(v.decisive["true"])
+@pytest.mark.parametrize("position, offset", [(0.02, 0.05), (0.97, 0.0), (0.5, 3.0), (-0.4, 0.2), (1.6, 1.0)])
+def test_position_and_offset_recover_the_construction(position, offset):
+    err = _fake(position, offset)
+    assert np.allclose(err.position, position, rtol=0, atol=1e-12)
+    assert np.allclose(err.offset, offset, rtol=0, atol=1e-7)
+    assert np.allclose(err.l_score_true, (1 - position) ** 2 / 4 + offset**2 / 4)

@@ -31,7 +31,8 @@ from mogsim.report.sections import build_sections
 pypdf = pytest.importorskip("pypdf")
 
 REPO = Path(__file__).resolve().parents[1]
-EXPORT_3K = REPO / "reports" / "score-match-3k"
+EXPORT_3K = REPO / "reports" / "score-match-3k"  # an old record (the generalization index)
+EXPORT_V2 = REPO / "reports" / "score-match-30k-v2"  # the current verdict, N*(r) per measure, the time axis
 STRUCTURAL_ROLES = {"figure", "table", "section", "page", "citation", "path", "formula"}
 SM_ARGS = ["--rank", "2", "--dim", "8", "--width", "32", "--depth", "2", "--steps", "30", "--batch", "32",
            "--eval-queries", "32", "--sample-seeds", "16", "--device", "cpu", "--quiet"]
@@ -150,6 +151,22 @@ def test_report_of_the_committed_export_from_its_combined_files(tmp_path: Path) 
     assert result.pages >= 5
     for cited in ("ICML 2024.", "arXiv 2409.02426.", "NeurIPS 2022."):  # strings made at import time
         assert cited in flat(text)
+
+
+def test_report_of_the_v2_export_prints_its_stored_analyses(tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for name in ("sweep_metrics.json", "sweep_table.csv", "sweep_time.csv"):
+        shutil.copy(EXPORT_V2 / name, folder / name)
+    text = flat(check_report(write_report([folder], tmp_path / "r.pdf")))
+    width = json.loads((EXPORT_V2 / "sweep_metrics.json").read_text())["analysis"]["by_width"]["256"]
+    rp = width["n_star"]["measures"]["rp_net_true"]
+    onset = width["time"]["events"]["memorization_onset"]["fits"]
+    assert f"{format_number(rp['n_star']['2']['n_star'])} [{format_number(rp['n_star']['2']['ci_low'])}, " in text
+    assert f"{format_number(rp['fit']['b'], 'dec2')} [{format_number(rp['fit']['ci_low'], 'dec2')}, " in text
+    fit = next(iter(onset.values()))
+    assert f"{format_number(fit['b'], 'dec2')} [{format_number(fit['ci_low'], 'dec2')}, " in text
+    assert "An old record" not in text and "generalization index" not in text
 
 
 def test_cli_writes_the_report(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

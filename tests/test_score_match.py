@@ -1,5 +1,5 @@
-"""The score-matching experiment: batched members, training, evaluation against closed forms, run folders, sweep,
-CLI."""
+"""The score-matching experiment: batched members, training, evaluation against closed forms, the training-time
+axis, run folders, sweeps (width axis, budget per sample, shards), CLI."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ from mogsim.errors import InputError
 from mogsim.experiments.score_match import (ScoreMatchConfig, SweepConfig, evaluate, export_compact, make_problem,
                                             run_score_match, run_sweep, train_members, training_config)
 from mogsim.nets import MLP, PreconditionedDenoiser
-from mogsim.runs import RunFolder, load_checkpoint
+from mogsim.runs import RunFolder, load_checkpoint, read_csv
 from mogsim.training import RuntimeOptions, Trainer
 
-#: A configuration small enough for a CPU test (the defaults are the real experiment's).
+#: A configuration small enough for a CPU test (the defaults are the real experiment's); no cost cap, so the time
+#: axis evaluates every scheduled step whatever the machine's speed.
 TINY = ScoreMatchConfig(rank=2, num_train=8, components=2, dim=8, width=32, depth=2, steps=40, batch=32,
-                        eval_queries=64, sample_seeds=16, sampler_steps=6)
+                        eval_queries=64, sample_seeds=16, sampler_steps=6, eval_cost_cap=1e6)
 CPU = torch.device("cpu")
 
 
@@ -159,8 +160,10 @@ def test_true_denoiser_as_model_scores_zero_against_truth(tiny_problem):
     m = ev.metrics
     assert m["l_score_true"] < 1e-20 and m["l_score_true_train_queries"] < 1e-20
     assert m["l_score_empirical"] > 0.1
-    assert m["verdict"] == "generalizing" and m["generalization_index"] == pytest.approx(1.0)
-    assert m["rp_net_true"] == 1.0 and m["on_subspace_fraction_net"] == 1.0
+    assert m["verdict"] == "generalizing" and m["verdict_detail"]["verdict"] == "generalizing"
+    assert m["rp_net_true"] == 1.0 and m["on_subspace_fraction_net"] == 1.0 and m["kappa"] == 0.0
+    assert m["worst_rel_true_fresh"] == 0.0 and m["copy_fraction_net"] == m["copy_fraction_true"]
+    assert np.all(ev.per_sample["rel_distance_net_true"] == 0)
 
 
 def test_empirical_denoiser_as_model_scores_zero_against_empirical(tiny_problem):
@@ -169,8 +172,8 @@ def test_empirical_denoiser_as_model_scores_zero_against_empirical(tiny_problem)
     m = evaluate(emp, mol, train, cfg, CPU).metrics
     assert m["l_score_empirical"] < 1e-20 and m["l_score_empirical_train_queries"] < 1e-20
     assert m["l_score_true"] > 0.1
-    assert m["verdict"] == "memorizing" and m["generalization_index"] == pytest.approx(0.0)
-    assert m["copy_fraction_net"] == 1.0 and m["rp_net_empirical"] == 1.0
+    assert m["verdict"] == "memorizing" and m["worst_rel_empirical_train"] == 0.0
+    assert m["copy_fraction_net"] == 1.0 and m["rp_net_empirical"] == 1.0 and m["kappa"] == 1.0
 
 
 def test_problem_is_seeded_and_balanced():
@@ -204,11 +207,16 @@ def test_run_folder_is_written_and_reused(tmp_path):
     assert not res.reused
     files = {p.name for p in res.path.iterdir()}
     assert {"config.json", "metrics.json", "per_sigma.csv", "per_sigma.png", "checkpoints", "log.csv", "samples.npz",
-            "report.pdf"} <= files
+            "time.csv", "time_axis.csv", "time_axis.json", "report.pdf"} <= files
     assert [s for s, _ in RunFolder(res.path).checkpoints()] == [TINY.steps]  # only the final state is kept
     m = json.loads((res.path / "metrics.json").read_text())
     assert isinstance(m["l_score_true"], float) and isinstance(m["l_score_empirical"], float)
-    assert m["verdict"] in ("memorizing", "generalizing", "in transition", "undecided")
+    assert m["verdict"] in ("memorizing", "generalizing", "in transition", "neither")
+    assert m["verdict_detail"]["verdict"] == m["verdict"] and m["verdict_detail"]["rule"]
+    times = read_csv(res.path / "time.csv")
+    assert [int(r["step"]) for r in times] == TINY.eval_schedule() == m["time_axis"]["evaluated"]
+    assert times[-1]["verdict"] == m["verdict"] and float(times[-1]["kappa"]) == m["kappa"]
+    assert set(m["time_axis"]["events"]) == {"memorization_onset", "memorization_majority", "accurate", "generalizing"}
     stored = json.loads((res.path / "config.json").read_text())
     assert stored["config"]["derived_seeds"] == TINY.seeds() and stored["provenance"]["versions"]["torch"]
     again = run_score_match(TINY, tmp_path, device="cpu")
@@ -220,12 +228,52 @@ def test_run_folder_is_written_and_reused(tmp_path):
 def test_run_resumes_after_time_limit(tmp_path):
     part = run_score_match(TINY, tmp_path, device="cpu", deadline=0.0)
     assert not part.complete and [s for s, _ in RunFolder(part.path).checkpoints()] == [1]
+    assert [int(r["step"]) for r in read_csv(part.path / "time_axis.csv")] == [1]  # the first point is judged
     done = run_score_match(TINY, tmp_path, device="cpu")
     assert done.complete and done.resumed_at_step == 1
     assert [s for s, _ in RunFolder(done.path).checkpoints()] == [TINY.steps]
     fresh = run_score_match(TINY, tmp_path / "b", device="cpu")
     assert fresh.metrics["l_score_true"] == done.metrics["l_score_true"]
     assert fresh.metrics["loss_history"] == done.metrics["loss_history"]
+    assert fresh.metrics["verdict_detail"]["per_level"] == done.metrics["verdict_detail"]["per_level"]
+    assert _time_numbers(fresh.path) == _time_numbers(done.path)  # the whole time axis, resumed mid-way
+
+
+def _time_numbers(path: Path) -> list[dict]:
+    return read_csv(path / "time.csv")
+
+
+def test_resume_in_the_middle_of_the_time_axis(tmp_path):
+    """Stopped between two evaluated steps (a checkpoint mid-segment), the run resumes there and ends with the rows
+    and weights of an uninterrupted run."""
+    cfg = replace(TINY, steps=120, eval_steps=4)
+    straight = run_score_match(cfg, tmp_path / "a", device="cpu")
+    calls = {"n": 0}
+
+    def stop_at_70(description, total):
+        def advance(k, note=None):
+            calls["n"] += k
+            if calls["n"] >= 70 and description.startswith("training"):
+                raise KeyboardInterrupt
+        return advance
+
+    with pytest.raises(KeyboardInterrupt):
+        run_score_match(cfg, tmp_path / "b", device="cpu", progress=stop_at_70)
+    folder = next((tmp_path / "b").iterdir())
+    assert [s for s, _ in RunFolder(folder).checkpoints()] == [70]
+    done = run_score_match(cfg, tmp_path / "b", device="cpu")
+    assert done.resumed_at_step == 70 and cfg.eval_schedule() == [1, 5, 24, 120]
+    assert _time_numbers(done.path) == _time_numbers(straight.path)
+    assert done.metrics["verdict_detail"]["samples"] == straight.metrics["verdict_detail"]["samples"]
+
+
+def test_cost_cap_skips_intermediate_points_and_records_them(tmp_path):
+    res = run_score_match(replace(TINY, eval_cost_cap=0.0), tmp_path, device="cpu")
+    axis = res.metrics["time_axis"]
+    assert axis["evaluated"] == [1, TINY.steps]  # the first point is measured; none fits in a cap of 0
+    assert axis["skipped"] == TINY.eval_schedule()[1:-1] and axis["cap"] == 0.0
+    assert len(axis["point_seconds"]) == 1 and axis["extra_fraction"] == axis["point_seconds"][0] / axis["train_seconds"]
+    assert [int(r["step"]) for r in read_csv(res.path / "time.csv")] == [1, TINY.steps]
 
 
 # -- sweep -------------------------------------------------------------------------------------------------------------
@@ -235,16 +283,70 @@ def test_sweep_writes_combined_results_and_resumes(tmp_path):
     assert not part.complete
     res = run_sweep(sweep, tmp_path, device="cpu")
     assert res.complete and len(res.rows) == 6
-    for name in ("sweep_table.csv", "sweep_per_sigma.csv", "sweep_metrics.json", "sweep_fig5.png",
-                 "sweep_report.pdf"):
+    for name in ("sweep_table.csv", "sweep_per_sigma.csv", "sweep_time.csv", "sweep_metrics.json", "sweep_fig5.png",
+                 "sweep_time.png", "sweep_report.pdf"):
         assert (res.path / name).exists(), name
     summary = json.loads((res.path / "sweep_metrics.json").read_text())
-    assert set(summary["transitions"]["n_star"]) == {"1", "2"}
-    assert summary["budget"]["steps"] == 30
+    found = summary["analysis"]["by_width"]["32"]
+    assert set(found["n_star"]["measures"]["rp_net_true"]["n_star"]) == {"1", "2"}
+    assert {"verdict_generalizing", "verdict_memorizing", "copy_excess_normalised"} <= set(found["n_star"]["measures"])
+    assert set(found["time"]["events"]) == {"memorization_onset", "memorization_majority", "accurate", "generalizing"}
+    assert summary["budget"]["steps"] == 30 and [c["agrees"] for c in summary["paper_claims"]]
+    times = read_csv(res.path / "sweep_time.csv")
+    assert len(times) == 6 * len(sweep.base.eval_schedule())
+    table = read_csv(res.path / "sweep_table.csv")
+    assert {"width", "kappa", "copy_fraction_true", "worst_rel_true_fresh", "rp_net_true", "on_subspace_fraction_net",
+            "verdict", "position_train_fixed"} <= set(table[0])
     again = run_sweep(sweep, tmp_path, device="cpu", report=False)
     assert again.reused_cells == 6
     copied = export_compact(res.path, tmp_path / "export")
     assert 5 <= len(copied) <= 8 and all(p.parent == tmp_path / "export" for p in copied)
+    assert (tmp_path / "export" / "sweep_time.csv").exists()
+
+
+def test_shards_partition_the_groups_and_merge_to_the_single_process_results(tmp_path):
+    sweep = SweepConfig(base=replace(TINY, steps=12, eval_steps=3), ranks=(1, 2), train_sizes=(2, 4, 8),
+                        seeds=(0,), group_size=2)
+    assert [len(g) for g in sweep.groups()] == [2, 2, 2]
+    from mogsim.experiments.score_match.sweep import shard_groups
+
+    parts = [shard_groups(3, (i, 2)) for i in range(2)]
+    assert parts == [[0, 2], [1]] and sorted(sum(parts, [])) == [0, 1, 2]
+    with pytest.raises(InputError, match="shard"):
+        shard_groups(3, (0, 4))
+    one = run_sweep(sweep, tmp_path / "one", device="cpu", report=False)
+    first = run_sweep(sweep, tmp_path / "sharded", device="cpu", report=False, shard=(0, 2))
+    assert not first.complete and first.cells_done == 4
+    second = run_sweep(sweep, tmp_path / "sharded", device="cpu", report=False, shard=(1, 2))
+    assert second.complete and second.cells_done == 6
+    for name in ("sweep_table.csv", "sweep_time.csv", "sweep_per_sigma.csv"):
+        assert read_csv(second.path / name) == read_csv(one.path / name), name
+    merged = json.loads((second.path / "sweep_metrics.json").read_text())
+    single = json.loads((one.path / "sweep_metrics.json").read_text())
+    assert merged["analysis"] == single["analysis"] and merged["paper_claims"] == single["paper_claims"]
+
+
+def test_width_axis_and_budget_per_sample(tmp_path):
+    base = replace(TINY, budget_per_sample=64.0, eval_steps=2)
+    assert replace(base, num_train=8).steps == 16 and replace(base, num_train=4).steps == 8  # ceil(64 N / 32)
+    assert base.budget()["convention"].startswith("steps scale with N")
+    sweep = SweepConfig(base=base, ranks=(1,), train_sizes=(4, 8), seeds=(0,), widths=(16, 24))
+    groups = sweep.groups()  # one group per (width, steps)
+    assert [(g[0].width, g[0].steps, len(g)) for g in groups] == [(16, 8, 1), (16, 16, 1), (24, 8, 1), (24, 16, 1)]
+    res = run_sweep(sweep, tmp_path, device="cpu", report=False)
+    assert res.complete and sorted({int(r["width"]) for r in res.rows}) == [16, 24]
+    assert {r["steps"] for r in res.rows} == {8, 16}
+    summary = json.loads((res.path / "sweep_metrics.json").read_text())
+    assert set(summary["analysis"]["by_width"]) == {"16", "24"}
+    assert summary["budget"]["budget_per_sample"] == 64.0 and summary["budget"]["steps"] is None
+
+
+def test_eval_schedule():
+    from mogsim.experiments.score_match.config import eval_schedule
+
+    assert eval_schedule(30000, 10) == [30, 65, 139, 300, 646, 1392, 3000, 6463, 13925, 30000]
+    assert eval_schedule(40, 10)[-1] == 40 and eval_schedule(40, 10)[0] == 1
+    assert eval_schedule(5, 10) == [1, 2, 3, 4, 5] and eval_schedule(100, 1) == [100]
 
 
 # -- command line ------------------------------------------------------------------------------------------------------
@@ -325,7 +427,7 @@ def test_unet_arch_runs_or_says_why(tmp_path):
 
 def test_cli_config_file_sweep(tmp_path, capsys):
     cfg = {"rank": 2, "n": 8, "dim": 8, "width": 16, "depth": 2, "steps": 20, "batch": 16, "eval_queries": 32,
-           "sample_seeds": 8, "sampler_steps": 6, "sweep": True, "ranks": [1, 2], "ns": [4, 8], "device": "cpu"}
+           "sample_seeds": 16, "sampler_steps": 6, "sweep": True, "ranks": [1, 2], "ns": [4, 8], "device": "cpu"}
     path = tmp_path / "sweep.json"
     path.write_text(json.dumps(cfg))
     code, out, err = _cli(["score-match", "--config", str(path), "--quiet", "--out", str(tmp_path / "o"),
@@ -348,7 +450,7 @@ def test_cli_says_when_it_resumed(tmp_path, capsys):
 def test_a_second_process_on_the_same_run_stops_with_one_line(tmp_path, capsys):
     from mogsim.experiments.score_match.run import RUN_KIND
 
-    cfg = replace(TINY, sampler_steps=18)  # what TINY_ARGS give
+    cfg = replace(TINY, sampler_steps=18, eval_cost_cap=ScoreMatchConfig().eval_cost_cap)  # what TINY_ARGS give
     folder = RunFolder.keyed(tmp_path, cfg.slug(), cfg.resolved(CPU), kind=RUN_KIND)
     with folder.locked():  # as another process training this configuration would
         code, _, err = _cli(["score-match", *TINY_ARGS, "--out", str(tmp_path)], capsys)
@@ -373,7 +475,7 @@ def test_the_sweep_script_runs_without_typer_rich_or_matplotlib(tmp_path):
             return real(name, *args, **kwargs)
         builtins.__import__ = guarded
         sys.argv = ["score_match_sweep.py", "--ranks", "1", "--ns", "4,8", "--dim", "8", "--width", "16",
-                    "--depth", "2", "--steps", "10", "--batch", "16", "--eval-queries", "16", "--sample-seeds", "8",
+                    "--depth", "2", "--steps", "10", "--batch", "16", "--eval-queries", "16", "--sample-seeds", "16",
                     "--sampler-steps", "4", "--device", "cpu", "--out", {str(tmp_path)!r}]
         runpy.run_path({str(root / "scripts" / "score_match_sweep.py")!r}, run_name="__main__")
     """)

@@ -271,3 +271,62 @@ def test_trained_large_net_generalizes(trained_pair):
     net, mol, train = trained_pair[1]
     v = score_match_verdict(net, mol, train)
     assert v["verdict"] == "generalizing", v["reason"]
+
+
+# -- the plan and the batched judge --------------------------------------------------------------------------------
+def _without_timing(detail: dict) -> dict:
+    return {**detail, "settings": {k: v for k, v in detail["settings"].items() if k != "seconds"}}
+
+
+def assert_same(a, b, path="detail"):
+    """Equal structures; floats to 1e-9 relative (a batched product may round differently on another CPU; the
+    sample fractions are counts and compare exactly unless a sample sits on a threshold)."""
+    assert type(a) is type(b) or {type(a), type(b)} <= {int, float}, path
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12), path
+    else:
+        assert a == b, path
+
+
+def test_members_of_a_batched_net_are_judged_as_they_would_be_alone():
+    """judge_members (one forward pass for all members, the time axis's path) gives each member exactly the verdict
+    score_match_verdict gives it alone; a plan can be judged again and again."""
+    from mogsim.metrics.molrg_verdict import judge_denoiser, judge_members, plan_verdict
+
+    problems = [Problem(2, 32), Problem(4, 16, seed=3), Problem(8, 16, seed=5)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        net = PreconditionedDenoiser(MLP(DIM, members=3, width=32, depth=2), EDMPrecond(),
+                                     sigma_data=[p.sigma_data for p in problems]).eval()
+    plans = [plan_verdict(p.mixture, p.train, **SMALL) for p in problems]
+    batched = judge_members(plans, net.denoise)
+    for m, (p, plan) in enumerate(zip(problems, plans)):
+        alone = p.verdict(net.member(m))
+        assert_same(_without_timing(batched[m].detail), _without_timing(alone))
+        again = judge_denoiser(plan, net.member(m))
+        assert _without_timing(again.detail) == _without_timing(alone)  # the same plan: the same numbers
+        assert set(batched[m].per_sample) >= {"net_nn_ratio", "true_nn_ratio", "empirical_nn_ratio",
+                                              "rel_distance_net_true", "samples_net"}
+
+
+def test_a_member_that_returns_nan_does_not_spoil_the_others():
+    from mogsim.metrics.molrg_verdict import judge_members, plan_verdict
+
+    p = Problem(2, 32)
+    plans = [plan_verdict(p.mixture, p.train, **SMALL)] * 2
+
+    def denoise(x, sigma):  # member 0: the true denoiser; member 1: NaN
+        out = torch.stack([p.mixture(x[0], float(sigma[0, 0])), torch.full_like(x[1], float("nan"))])
+        return out
+
+    good, bad = judge_members(plans, denoise)
+    assert good.detail["verdict"] == "generalizing" and good.detail["samples"]["rp_net_true"] == 1.0
+    assert bad.detail["verdict"] == "neither" and bad.detail["samples"]["finite_fraction_net"] == 0.0

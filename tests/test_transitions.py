@@ -92,7 +92,7 @@ def test_crossing_properties(values, level, scale):
 def test_power_law_fit_is_exact_on_exact_data():
     fit = fit_power_law({2: 10 * 2**1.3, 4: 10 * 4**1.3, 8: 10 * 8**1.3, 16: None})
     assert fit["b"] == pytest.approx(1.3, abs=1e-12) and fit["prefactor"] == pytest.approx(10.0, rel=1e-12)
-    assert fit["ranks_used"] == [2, 4, 8]
+    assert fit["used"] == [2, 4, 8]
     assert fit_power_law({2: 50.0, 4: None})["b"] is None
 
 
@@ -189,3 +189,85 @@ def test_committed_sweep_exponents(sweep_30k):
     assert res["rp_net_true"]["fit"]["b"] == pytest.approx(1.29, abs=0.01)
     assert res["position_train_fixed"]["fit"]["b"] == pytest.approx(0.70, abs=0.01)
     assert res["generalization_index"]["fit"]["b"] == pytest.approx(-0.04, abs=0.01)
+
+
+# -- vectorised crossings ----------------------------------------------------------------------------------------------
+@given(st.lists(st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5), min_size=1, max_size=8),
+       st.floats(0.05, 0.95), st.sampled_from(["up", "down"]))
+def test_first_crossings_agree_with_crossing(curves, level, direction):
+    from mogsim.analysis.transitions import first_crossings
+
+    ns = [16, 32, 64, 128, 256]
+    got = first_crossings(ns, np.array(curves), level, direction)
+    for value, curve in zip(got, curves):
+        res = crossing(ns, curve, level, direction)
+        expected = {"below_range": -math.inf, "above_range": math.inf}.get(res["status"], res["n_star"])
+        assert value == pytest.approx(expected, rel=1e-12)
+
+
+# -- the training-time axis --------------------------------------------------------------------------------------------
+STEPS = [30, 65, 139, 300, 646, 1392, 3000, 6463, 13925, 30000]
+
+
+def time_rows(onset, accurate, seeds=3, noise=0.0, rng=None):
+    """Rows whose kappa reaches 0.1 exactly at ``onset(N)`` and whose max rel drops to 0.2 at ``accurate(N)``, both
+    linear in log(step); None: never within the steps."""
+    rows = []
+    for rank in (2, 4):
+        for n in (16, 64, 256, 1024):
+            for seed in range(seeds):
+                for step in STEPS:
+                    jitter = noise * rng.standard_normal() if rng is not None else 0.0
+                    t_on, t_acc = onset(rank, n), accurate(rank, n)
+                    kappa = 0.1 + 0.2 * (math.log(step) - math.log(t_on)) + jitter if t_on else -0.05
+                    rel = 0.2 - 0.05 * (math.log(step) - math.log(t_acc)) if t_acc else 5.0
+                    rows.append({"width": 256, "rank": rank, "n": n, "seed": seed, "step": step, "kappa": kappa,
+                                 "worst_rel_true_fresh": rel, "worst_rel_true_train": rel - 0.01,
+                                 "verdict": "generalizing" if t_acc and step >= t_acc else "in transition"})
+    return rows
+
+
+def test_event_steps_and_exponents_are_recovered_exactly():
+    from mogsim.analysis import analyse_time
+
+    rows = time_rows(lambda r, n: 5.0 * n, lambda r, n: 200.0 * r)
+    res = analyse_time(rows, resamples=20)["events"]
+    onset, acc = res["memorization_onset"], res["accurate"]
+    assert onset["cells"]["256/2/64"]["step"] == pytest.approx(320.0, rel=1e-12)
+    assert acc["cells"]["256/4/1024"]["step"] == pytest.approx(800.0, rel=1e-12)
+    for rank in (2, 4):
+        fit = onset["fits"][f"256/{rank}"]
+        assert fit["b"] == pytest.approx(1.0, abs=1e-9) and fit["ci_low"] == pytest.approx(1.0, abs=1e-9)
+        assert fit["prefactor"] == pytest.approx(5.0, rel=1e-9) and fit["censored_never"] == 0
+        assert acc["fits"][f"256/{rank}"]["b"] == pytest.approx(0.0, abs=1e-9)
+    assert onset["cells"]["256/2/64"]["per_seed"]["1"]["step"] == pytest.approx(320.0, rel=1e-12)
+
+
+def test_censored_cells_are_counted_and_left_out():
+    from mogsim.analysis import analyse_time
+
+    rows = time_rows(lambda r, n: 5.0 * n if n < 1024 else None, lambda r, n: 10.0 if n == 16 else 100.0)
+    res = analyse_time(rows, resamples=20)["events"]
+    fit = res["memorization_onset"]["fits"]["256/2"]
+    assert fit["censored_never"] == 1 and fit["used"] == [16, 64, 256] and fit["b"] == pytest.approx(1.0, abs=1e-9)
+    acc = res["accurate"]["fits"]["256/2"]
+    assert acc["censored_before_first"] == 1 and res["accurate"]["cells"]["256/2/16"]["status"] == "before_first"
+
+
+def test_noisy_seeds_give_exponent_intervals_around_the_truth():
+    from mogsim.analysis import analyse_time
+
+    rows = time_rows(lambda r, n: 5.0 * n, lambda r, n: 300.0, seeds=6, noise=0.03, rng=np.random.default_rng(1))
+    fit = analyse_time(rows, resamples=300, seed=2)["events"]["memorization_onset"]["fits"]["256/4"]
+    assert fit["ci_low"] < 1.0 < fit["ci_high"] and fit["ci_high"] - fit["ci_low"] < 0.3
+
+
+def test_cell_events_of_one_run():
+    from mogsim.analysis import cell_events
+
+    rows = [r for r in time_rows(lambda r, n: 5.0 * n, lambda r, n: 400.0) if r["rank"] == 2 and r["n"] == 16
+            and r["seed"] == 0]
+    events = cell_events(rows)
+    assert events["memorization_onset"]["step"] == pytest.approx(80.0, rel=1e-12)
+    assert events["accurate"]["step"] == pytest.approx(400.0, rel=1e-12)
+    assert events["generalizing"]["status"] == "crossed"

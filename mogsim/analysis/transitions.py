@@ -154,6 +154,23 @@ def crossing(ns: Sequence[float], values: Sequence[float], level: float = 0.5, d
             "monotone": len(crossings) <= 1 and not past[0]}
 
 
+def first_crossings(ns: Sequence[float], values: np.ndarray, level: float = 0.5, direction: str = "up"
+                    ) -> np.ndarray:
+    """:func:`crossing`'s N* for many curves at once: ``values`` (R, len(ns)) over increasing ``ns``; returns (R,)
+    with -inf where a curve starts past the level (below the range) and +inf where it never reaches it."""
+    x = np.log(np.asarray(ns, dtype=np.float64))
+    v = (1.0 if direction == "up" else -1.0) * (np.asarray(values, dtype=np.float64) - level)
+    past = v >= 0
+    first = np.argmax(past, axis=1)
+    out = np.full(v.shape[0], math.inf)
+    out[past[:, 0]] = -math.inf
+    inside = past.any(axis=1) & ~past[:, 0]
+    rows, i = np.nonzero(inside)[0], first[inside]
+    frac = (0.0 - v[rows, i - 1]) / (v[rows, i] - v[rows, i - 1])
+    out[rows] = np.exp(x[i - 1] + frac * (x[i] - x[i - 1]))
+    return out
+
+
 def _cells(rows: Iterable[Row], measure: Measure) -> dict[int, dict[int, list[float]]]:
     """rank -> n -> the defined values of the measure over seeds."""
     cells: dict[int, dict[int, list[float]]] = {}
@@ -173,22 +190,25 @@ def _curve(by_n: Mapping[int, Sequence[float]]) -> tuple[list[int], list[float]]
 
 
 def fit_power_law(points: Mapping[int, float | None]) -> dict[str, Any]:
-    """Least-squares fit ``log N* = a + b log r`` over the ranks with a finite N*; b None with fewer than 2."""
-    pts = sorted((r, v) for r, v in points.items() if v is not None and v > 0)
+    """Least-squares fit ``log y = a + b log x`` over the points ``{x: y}`` with a finite positive y (``N*(r)``
+    against r, or an event step against N); b None with fewer than 2. ``used``: the x that entered."""
+    pts = sorted((x, v) for x, v in points.items() if v is not None and v > 0)
     if len(pts) < 2:
-        return {"b": None, "prefactor": None, "ranks_used": [r for r, _ in pts]}
-    b, a = np.polyfit(np.log([r for r, _ in pts]), np.log([v for _, v in pts]), 1)
-    return {"b": float(b), "prefactor": float(math.exp(a)), "ranks_used": [r for r, _ in pts]}
+        return {"b": None, "prefactor": None, "used": [x for x, _ in pts]}
+    b, a = np.polyfit(np.log([x for x, _ in pts]), np.log([v for _, v in pts]), 1)
+    return {"b": float(b), "prefactor": float(math.exp(a)), "used": [x for x, _ in pts]}
 
 
-def _interval(samples: Sequence[float], confidence: float) -> tuple[float, float]:
+def interval(samples: Sequence[float], confidence: float) -> tuple[float, float]:
+    """The equal-tailed percentile interval of bootstrap draws (order statistics: ends may be +-inf)."""
     arr = np.asarray(samples, dtype=np.float64)
     alpha = (1.0 - confidence) / 2.0
     return (float(np.quantile(arr, alpha, method="inverted_cdf")),
             float(np.quantile(arr, 1.0 - alpha, method="inverted_cdf")))
 
 
-def _bound(value: float, n_min: int, n_max: int) -> tuple[float | None, str | None]:
+def bound(value: float, n_min: int, n_max: int) -> tuple[float | None, str | None]:
+    """An interval end as a number, or None and a note when it lies outside the range ``n_min..n_max``."""
     if value == -math.inf:
         return None, f"below the N range (< {n_min})"
     if value == math.inf:
@@ -210,20 +230,17 @@ def analyse_measure(rows: Sequence[Row], measure: Measure, *, level: float = 0.5
         ns, curve = _curve(cells[rank])
         result = crossing(ns, curve, level, measure.direction)
         point[rank] = result["n_star"]
-        draws = np.empty(resamples)
         seeds_per_n = [np.asarray(cells[rank][n]) for n in ns]
-        for b in range(resamples):
-            means = [float(vals[rng.integers(0, len(vals), len(vals))].mean()) for vals in seeds_per_n]
-            res = crossing(ns, means, level, measure.direction)
-            draws[b] = res["n_star"] if res["status"] == "crossed" else (
-                -math.inf if res["status"] == "below_range" else math.inf)
+        means = np.stack([vals[rng.integers(0, len(vals), (resamples, len(vals)))].mean(axis=1)
+                          for vals in seeds_per_n], axis=1) if ns else np.empty((resamples, 0))
+        draws = first_crossings(ns, means, level, measure.direction) if ns else np.full(resamples, math.nan)
         boot[rank] = draws
         entry: dict[str, Any] = {**result, "curve": {str(n): c for n, c in zip(ns, curve)},
                                  "seeds_per_n": {str(n): len(cells[rank][n]) for n in ns}}
         if ns:
-            lo, hi = _interval(draws, confidence)
-            entry["ci_low"], note_lo = _bound(lo, ns[0], ns[-1])
-            entry["ci_high"], note_hi = _bound(hi, ns[0], ns[-1])
+            lo, hi = interval(draws, confidence)
+            entry["ci_low"], note_lo = bound(lo, ns[0], ns[-1])
+            entry["ci_high"], note_hi = bound(hi, ns[0], ns[-1])
             entry["ci_note"] = "; ".join(x for x in (note_lo, note_hi) if x) or None
             entry["resamples_crossed"] = float(np.isfinite(draws).mean())
         per_rank[str(rank)] = entry
@@ -235,7 +252,7 @@ def analyse_measure(rows: Sequence[Row], measure: Measure, *, level: float = 0.5
         if f["b"] is not None:
             slopes.append(f["b"])
     if slopes:
-        fit["ci_low"], fit["ci_high"] = _interval(slopes, confidence)
+        fit["ci_low"], fit["ci_high"] = interval(slopes, confidence)
     else:
         fit["ci_low"] = fit["ci_high"] = None
     fit["resamples_with_fit"] = len(slopes) / resamples
@@ -244,6 +261,8 @@ def analyse_measure(rows: Sequence[Row], measure: Measure, *, level: float = 0.5
 
 
 DEFAULT_MEASURES = (RP_TRUE, COPY_FRACTION, COPY_EXCESS, POSITION_TRAIN)
+#: The verdict as measures: the share of seeds judged generalizing (up) and memorizing (down).
+VERDICT_MEASURES = (label_share("generalizing"), label_share("memorizing", direction="down"))
 
 
 def analyse(rows: Sequence[Row], measures: Sequence[Measure] = DEFAULT_MEASURES, *, level: float = 0.5,

@@ -4,7 +4,6 @@
   denoiser trained on MoLRG samples, with the numbers that decided it;
 * :mod:`.score_error` -- per-noise-level errors against the true and the empirical denoiser, mogsim's L_score,
   and where a net sits between the two references;
-* :mod:`.verdict` -- the earlier decisive-level verdict (kept for the records that used it);
 * :mod:`.copies` -- nearest-neighbour ratio copy detection (d1/d2 < 1/3), bootstrap intervals, GL;
 * :mod:`.similarity` -- similarity backends (pixel correlation, a user's TorchScript/ONNX embedding, relative
   distance for vectors);
@@ -21,11 +20,10 @@ from .reproducibility import RP_THRESHOLD, Agreement, agreement, relative_distan
 from .score_error import SigmaErrors, noisy_queries, sigma_errors
 from .similarity import (PIXEL_THRESHOLD, SSCD_THRESHOLD, EmbeddingSimilarity, LearnedEmbedding, PixelCorrelation,
                          RelativeDistance, Similarity, make_similarity)
-from .verdict import Verdict, decide, decisive_levels
 
 __all__ = ["COPY_RATIO", "PIXEL_THRESHOLD", "RP_THRESHOLD", "SSCD_THRESHOLD", "Agreement", "DenoiserDistances",
            "EmbeddingSimilarity", "LearnedEmbedding", "LossRatio", "PixelCorrelation", "RelativeDistance",
-           "SigmaErrors", "Similarity", "Verdict", "agreement", "copy_fraction", "decide", "decisive_levels",
+           "SigmaErrors", "Similarity", "agreement", "copy_fraction",
            "denoiser_distances", "fraction_ci", "generalizability", "jacobian_rank", "loss_ratio", "make_similarity",
            "nearest_two", "nn_ratio", "noisy_queries", "numerical_rank", "ratio_of", "relative_distance",
            "reproducibility", "score_match_verdict", "sigma_errors", "trajectory_ranks"]

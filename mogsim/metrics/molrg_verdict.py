@@ -67,7 +67,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -75,7 +76,7 @@ import torch
 from ..closed_forms import EmpiricalDenoiser, MoLRG
 from ..devices import exact_float32_matmul, resolve_device
 from ..errors import InputError
-from ..sampling import NonFiniteDenoiserError, edm_sigmas, noise_for_seeds, sample
+from ..sampling import edm_sigmas, noise_for_seeds, sample
 from .copies import COPY_RATIO, nearest_two
 from .reproducibility import RP_THRESHOLD, relative_distance
 
@@ -196,21 +197,38 @@ class _Queries:
         return clean, clean + sigma * torch.from_numpy(eps).to(self.device)
 
 
-def _level_errors(net: Denoise, mixture: MoLRG, emp: EmpiricalDenoiser, clean: torch.Tensor, x: torch.Tensor,
-                  sigma: float) -> dict[str, float | None]:
-    """Errors of the net against both references at one level, in affine-baseline units."""
-    d_net = _call(net, x, sigma)
-    d_true = mixture(x, sigma).to(torch.float64)
-    d_emp = emp(x, sigma).to(torch.float64)
-    e_true, e_emp, gap = _sqdist(d_net, d_true), _sqdist(d_net, d_emp), _sqdist(d_true, d_emp)
-    b_true, b_emp = affine_baseline_error(d_true, x), affine_baseline_error(d_emp, x)
-    position = (e_emp - e_true + gap) / (2.0 * gap) if gap > 0 else float("nan")
-    return {"sigma": sigma, "rel_true": _finite(e_true / b_true) if b_true > 0 else None,
-            "rel_empirical": _finite(e_emp / b_emp) if b_emp > 0 else None,
-            "separation": _finite(gap / b_true) if b_true > 0 else None, "position": _finite(position),
-            "e_true": _finite(e_true), "e_empirical": _finite(e_emp), "reference_gap": gap,
-            "baseline_true": b_true, "baseline_empirical": b_emp,
-            "variance_retained": _sqdist(d_true, torch.zeros_like(d_true)) / _sqdist(clean, torch.zeros_like(clean))}
+@dataclass
+class _Level:
+    """One band level of one query set: the queries and the references' answers there (float64), built once."""
+
+    sigma: float
+    x: torch.Tensor
+    d_true: torch.Tensor
+    d_emp: torch.Tensor
+    baseline_true: float
+    baseline_emp: float
+    gap: float
+    variance_retained: float
+
+    @classmethod
+    def build(cls, mixture: MoLRG, emp: EmpiricalDenoiser, clean: torch.Tensor, x: torch.Tensor,
+              sigma: float) -> "_Level":
+        d_true = mixture(x, sigma).to(torch.float64)
+        d_emp = emp(x, sigma).to(torch.float64)
+        retained = _sqdist(d_true, torch.zeros_like(d_true)) / _sqdist(clean, torch.zeros_like(clean))
+        return cls(sigma, x, d_true, d_emp, affine_baseline_error(d_true, x), affine_baseline_error(d_emp, x),
+                   _sqdist(d_true, d_emp), retained)
+
+    def errors(self, d_net: torch.Tensor) -> dict[str, float | None]:
+        """The net's errors against both references at this level, in affine-baseline units."""
+        e_true, e_emp, gap = _sqdist(d_net, self.d_true), _sqdist(d_net, self.d_emp), self.gap
+        b_true, b_emp = self.baseline_true, self.baseline_emp
+        position = (e_emp - e_true + gap) / (2.0 * gap) if gap > 0 else float("nan")
+        return {"sigma": self.sigma, "rel_true": _finite(e_true / b_true) if b_true > 0 else None,
+                "rel_empirical": _finite(e_emp / b_emp) if b_emp > 0 else None,
+                "separation": _finite(gap / b_true) if b_true > 0 else None, "position": _finite(position),
+                "e_true": _finite(e_true), "e_empirical": _finite(e_emp), "reference_gap": gap,
+                "baseline_true": b_true, "baseline_empirical": b_emp, "variance_retained": self.variance_retained}
 
 
 def _band(mixture: MoLRG, spacing: float, device: torch.device) -> list[tuple[int, float]]:
@@ -233,40 +251,154 @@ def _band(mixture: MoLRG, spacing: float, device: torch.device) -> list[tuple[in
     return chosen
 
 
-def _sample_statistics(net: Denoise, mixture: MoLRG, emp: EmpiricalDenoiser, train: torch.Tensor, seed: int,
-                       count: int, device: torch.device) -> dict[str, Any]:
-    """Copies (net of chance), subspace membership and RP of the three samplers from shared seeds."""
-    seeds = range(seed * SEED_STRIDE, seed * SEED_STRIDE + count)
-    noise = noise_for_seeds(seeds, (mixture.ambient_dim,), dtype=torch.float64, device=device)
-    grid = edm_sigmas(18)
-    try:
-        net_draws = sample(lambda x, s: _call(net, x, s), noise, grid, "heun")
-    except NonFiniteDenoiserError:  # a diverged net: no finite sample, judged on that (finite_fraction_net = 0)
-        net_draws = torch.full_like(noise, float("nan"))
-    draws = {"net": net_draws, "true": sample(mixture, noise, grid, "heun"), "empirical": sample(emp, noise, grid, "heun")}
-    copy, finite = {}, {}
-    for name, xs in draws.items():
-        ok = torch.isfinite(xs).all(dim=1)
-        d1, d2, _ = nearest_two(torch.where(ok[:, None], xs, torch.zeros_like(xs)), train)
+@dataclass
+class _Draws:
+    """One sampler's samples from the plan's seeds and what the verdict reads from them (rows that are not finite
+    count as neither copies nor on a subspace)."""
+
+    samples: torch.Tensor
+    finite: torch.Tensor
+    ratio: torch.Tensor
+    distance: torch.Tensor
+    nearest: torch.Tensor
+    residual: torch.Tensor
+
+    @classmethod
+    def of(cls, samples: torch.Tensor, train: torch.Tensor, mixture: MoLRG) -> "_Draws":
+        ok = torch.isfinite(samples).all(dim=1)
+        safe = torch.where(ok[:, None], samples, torch.zeros_like(samples))
+        d1, d2, nearest = nearest_two(safe, train)
         ratio = torch.where(d1 == 0, torch.zeros_like(d1), d1 / d2)
-        copy[name] = float(((ratio < COPY_RATIO) & ok).to(torch.float64).mean())
-        finite[name] = ok
-    chance = copy["true"]
-    excess = copy["net"] - chance
-    kappa = excess / (1.0 - chance) if chance < 1.0 else 0.0
-    resid = mixture.subspace_residual(torch.where(finite["net"][:, None], draws["net"], torch.zeros_like(noise)))
-    on_subspace = float(((resid < THRESHOLDS["subspace_tolerance"]) & finite["net"]).to(torch.float64).mean())
+        return cls(samples, ok, ratio, d1, nearest, mixture.subspace_residual(safe))
 
-    def rp(a: str, b: str) -> float:
-        both = finite[a] & finite[b]
-        return float(((relative_distance(draws[a], draws[b]) < RP_THRESHOLD) & both).to(torch.float64).mean())
+    def fraction(self, mask: torch.Tensor) -> float:
+        return float((mask & self.finite).to(torch.float64).mean())
 
-    return {"sample_seeds": count, "first_seed": seed * SEED_STRIDE,
-            "copy_fraction_net": copy["net"], "copy_fraction_true_sampler": chance,
-            "copy_fraction_empirical_sampler": copy["empirical"], "copy_excess": excess, "copy_excess_normalised": kappa,
-            "on_subspace_fraction_net": on_subspace, "rp_net_true": rp("net", "true"),
-            "rp_net_empirical": rp("net", "empirical"), "rp_empirical_true": rp("empirical", "true"),
-            "finite_fraction_net": float(finite["net"].to(torch.float64).mean())}
+    def copy_fraction(self) -> float:
+        return self.fraction(self.ratio < COPY_RATIO)
+
+    def on_subspace_fraction(self) -> float:
+        return self.fraction(self.residual < THRESHOLDS["subspace_tolerance"])
+
+    def rp(self, other: "_Draws") -> tuple[float, torch.Tensor]:
+        """RP against ``other`` (same seeds) and the per-seed relative distances."""
+        rel = relative_distance(self.samples, other.samples)
+        return float(((rel < RP_THRESHOLD) & self.finite & other.finite).to(torch.float64).mean()), rel
+
+    def arrays(self, name: str) -> dict[str, np.ndarray]:
+        return {f"{name}_nn_ratio": self.ratio.cpu().numpy(), f"{name}_nn_distance": self.distance.cpu().numpy(),
+                f"{name}_nearest": self.nearest.cpu().numpy(),
+                f"{name}_subspace_residual": self.residual.cpu().numpy()}
+
+
+def sample_rows(call: Callable[[torch.Tensor, float], torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
+    """Deterministic EDM samples (18 levels, Heun) of ``call(x, sigma)`` from ``noise`` (..., n), float64.
+
+    A row whose denoiser output is ever NaN or infinite is carried on as zeros and returned as NaN, so one bad
+    sample (or one diverged member of a batched net) does not stop the others.
+    """
+    bad = torch.zeros(noise.shape[:-1], dtype=torch.bool, device=noise.device)
+
+    def guarded(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        out = call(x, sigma).to(torch.float64)
+        ok = torch.isfinite(out).all(dim=-1)
+        bad.logical_or_(~ok)
+        return torch.where(ok[..., None], out, torch.zeros_like(out))
+
+    draws = sample(guarded, noise.to(torch.float64), edm_sigmas(18), "heun")
+    return torch.where(bad[..., None], torch.full_like(draws, float("nan")), draws)
+
+
+@dataclass
+class Judgement:
+    """What :meth:`VerdictPlan.judge` found: the JSON-ready verdict and the per-sample arrays behind it."""
+
+    detail: dict[str, Any]
+    per_sample: dict[str, np.ndarray]
+
+
+@dataclass
+class VerdictPlan:
+    """Everything of a verdict that does not depend on the net, built once per training set: the band, the
+    queries with the references' answers and baselines, the sampler noise and the true and empirical samples (with
+    the chance copy rate). :meth:`judge` then needs only the net's outputs on :meth:`queries` and its samples from
+    :attr:`noise`, so a net can be judged at many training steps, and M nets at once (:func:`judge_members`)."""
+
+    mixture: MoLRG
+    train: torch.Tensor
+    spacing: float
+    band: list[tuple[int, float]]
+    levels: dict[str, list[_Level]]
+    noise: torch.Tensor
+    true: _Draws
+    empirical: _Draws
+    settings: dict[str, Any]
+    #: seconds spent building the plan
+    seconds: float = 0.0
+
+    def queries(self) -> list[tuple[str, int, float, torch.Tensor]]:
+        """(query set, level index, sigma, x (Q, n) float64) of every query the net must answer."""
+        return [(name, k, lv.sigma, lv.x) for name, lvs in self.levels.items() for k, lv in enumerate(lvs)]
+
+    def judge(self, outputs: Mapping[str, Sequence[torch.Tensor]], samples: torch.Tensor,
+              seconds: float = 0.0) -> Judgement:
+        """The verdict from the net's outputs (per query set, one (Q, n) tensor per band level, in the order of
+        :meth:`queries`) and its samples from :attr:`noise` (NaN rows: not finite)."""
+        t0 = time.monotonic()
+        per_level = {name: [lv.errors(out.to(torch.float64)) for lv, out in zip(lvs, outputs[name], strict=True)]
+                     for name, lvs in self.levels.items()}
+        net = _Draws.of(samples.to(torch.float64), self.train, self.mixture)
+        stats, per_sample = self._sample_statistics(net)
+        accuracy = {"true_fresh": _worst(per_level["fresh"], "rel_true"),
+                    "true_train": _worst(per_level["train"], "rel_true"),
+                    "empirical_train": _worst(per_level["train"], "rel_empirical"),
+                    "empirical_fresh": _worst(per_level["fresh"], "rel_empirical")}
+        label, criteria, reason = classify(accuracy, stats)
+        sigmas = [s for _, s in self.band]
+        n_train = int(self.train.shape[0])
+        settings = {**self.settings, "seconds": self.seconds + seconds + time.monotonic() - t0}
+        detail = {
+            "verdict": label,
+            "reason": reason,
+            "criteria": criteria,
+            "accuracy": {k: _finite(v) for k, v in accuracy.items()},
+            "samples": stats,
+            "levels": {"sigmas": sigmas, "multiples_of_spacing": [2.0**j for j, _ in self.band],
+                       "median_nn_spacing": self.spacing,
+                       "why": (f"sigma = d * 2^j with d = {self.spacing:.4g} the median nearest-neighbour spacing of "
+                               f"the {n_train} training points; the {len(sigmas)} largest (j <= "
+                               f"{BAND_TOP_EXPONENT}) at which D_true keeps >= "
+                               f"{THRESHOLDS['band_variance_retained_min']:g} of the data variance")},
+            "per_level": per_level,
+            "thresholds": dict(THRESHOLDS),
+            "rule": RULE,
+            "settings": settings,
+        }
+        return Judgement(detail, per_sample)
+
+    def _sample_statistics(self, net: _Draws) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Copies (net of chance), subspace membership and RP of the net's samples against the references'."""
+        copy_net, chance = net.copy_fraction(), self.true.copy_fraction()
+        excess = copy_net - chance
+        kappa = excess / (1.0 - chance) if chance < 1.0 else 0.0
+        rp_true, rel_true = net.rp(self.true)
+        rp_emp, rel_emp = net.rp(self.empirical)
+        count = int(self.noise.shape[0])
+        stats = {"sample_seeds": count, "first_seed": self.settings["first_sample_seed"],
+                 "copy_fraction_net": copy_net, "copy_fraction_true_sampler": chance,
+                 "copy_fraction_empirical_sampler": self.empirical.copy_fraction(), "copy_excess": excess,
+                 "copy_excess_normalised": kappa, "on_subspace_fraction_net": net.on_subspace_fraction(),
+                 "on_subspace_fraction_true_sampler": self.true.on_subspace_fraction(),
+                 "on_subspace_fraction_empirical_sampler": self.empirical.on_subspace_fraction(),
+                 "rp_net_true": rp_true, "rp_net_empirical": rp_emp,
+                 "rp_empirical_true": self.empirical.rp(self.true)[0],
+                 "median_rel_distance_net_true": _finite(float(rel_true.median())),
+                 "median_rel_distance_net_empirical": _finite(float(rel_emp.median())),
+                 "finite_fraction_net": float(net.finite.to(torch.float64).mean())}
+        arrays = {**net.arrays("net"), **self.true.arrays("true"), **self.empirical.arrays("empirical"),
+                  "rel_distance_net_true": rel_true.cpu().numpy(), "rel_distance_net_empirical": rel_emp.cpu().numpy(),
+                  "samples_net": net.samples.cpu().numpy()}
+        return stats, arrays
 
 
 # -- the decision ----------------------------------------------------------------------------------------------------
@@ -326,11 +458,14 @@ def classify(accuracy: dict[str, float], samples: dict[str, float]) -> tuple[str
     return "in transition", criteria, f"short of generalizing: {'; '.join(missing)} ({numbers})"
 
 
-# -- the public entry point ------------------------------------------------------------------------------------------
-def _check_inputs(denoiser: Any, mixture: Any, train: Any, seed: Any, queries: Any, sample_seeds: Any
-                  ) -> torch.Tensor:
-    if not callable(denoiser):
-        raise InputError("denoiser must be callable as D(x, sigma) -> E[x0 | x]")
+# -- building the plan, judging nets -----------------------------------------------------------------------------
+def _check_count(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
+        raise InputError(f"{name}={value!r}; pass an integer >= {low}")
+    return int(value)
+
+
+def _check_problem(mixture: Any, train: Any) -> torch.Tensor:
     if not isinstance(mixture, MoLRG):
         raise InputError(f"mixture is a {type(mixture).__name__}; pass the mogsim.MoLRG the training set was drawn "
                          "from")
@@ -343,10 +478,108 @@ def _check_inputs(denoiser: Any, mixture: Any, train: Any, seed: Any, queries: A
                          "pass the training set drawn from this mixture")
     if not bool(torch.isfinite(train).all()):
         raise InputError("train contains NaN or infinite values")
-    for name, value, low in (("seed", seed, 0), ("queries", queries, 16), ("sample_seeds", sample_seeds, 16)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
-            raise InputError(f"{name}={value!r}; pass an integer >= {low}")
     return train.to(torch.float64)
+
+
+@torch.no_grad()
+def plan_verdict(mixture: MoLRG, train: Any, *, seed: int = 0, device: str | torch.device = "cpu",
+                 queries: int = 512, sample_seeds: int = 512) -> VerdictPlan:
+    """The net-independent part of :func:`score_match_verdict` for one training problem (arguments as there)."""
+    t0 = time.monotonic()
+    train64 = _check_problem(mixture, train)
+    seed = _check_count("seed", seed, 0)
+    queries = _check_count("queries", queries, 16)
+    sample_seeds = _check_count("sample_seeds", sample_seeds, 16)
+    dev = resolve_device(device)
+    train_dev = train64.to(dev)
+    emp = EmpiricalDenoiser(train_dev, compute_dtype=torch.float64)
+    spacing = median_nn_spacing(train64)
+    fresh_x0, _ = mixture.sample(queries, seed=int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
+    sets = {"fresh": _Queries(fresh_x0, seed, 0, queries, dev), "train": _Queries(train64, seed, 1, queries, dev)}
+    first = seed * SEED_STRIDE
+    with exact_float32_matmul(), _one_cpu_thread(dev):
+        band = _band(mixture, spacing, dev)
+        if not band:
+            raise InputError("no noise level keeps half the data variance in D_true; is mixture the one train was "
+                             "drawn from?")
+        levels = {name: [_Level.build(mixture, emp, *qs.at(j, s), s) for j, s in band] for name, qs in sets.items()}
+        noise = noise_for_seeds(range(first, first + sample_seeds), (mixture.ambient_dim,), dtype=torch.float64,
+                                device=dev)
+        draws = {name: _Draws.of(sample_rows(d, noise), train_dev, mixture)
+                 for name, d in (("true", mixture), ("empirical", emp))}
+    settings = {"seed": seed, "queries_per_level": queries, "sample_seeds": sample_seeds,
+                "first_sample_seed": first, "dtype": "float64", "tf32": False, "device": str(dev),
+                "sampler": "EDM grid, 18 levels, Heun", "training_points": int(train64.shape[0])}
+    return VerdictPlan(mixture, train_dev, spacing, band, levels, noise, draws["true"], draws["empirical"], settings,
+                       time.monotonic() - t0)
+
+
+@torch.no_grad()
+def judge_denoiser(plan: VerdictPlan, denoiser: Denoise) -> Judgement:
+    """Judge one denoiser ``D(x, sigma)`` on a plan."""
+    if not callable(denoiser):
+        raise InputError("denoiser must be callable as D(x, sigma) -> E[x0 | x]")
+    t0 = time.monotonic()
+    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in plan.levels}
+    with exact_float32_matmul(), _one_cpu_thread(plan.noise.device):
+        for name, _, sigma, x in plan.queries():
+            outputs[name].append(_call(denoiser, x, sigma))
+        samples = sample_rows(lambda x, s: _call(denoiser, x, s), plan.noise)
+        return plan.judge(outputs, samples, time.monotonic() - t0)
+
+
+BatchedDenoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _stackable(plans: Sequence[VerdictPlan]) -> bool:
+    """Whether the plans' queries and noise stack into one (M, B, n) batch per level."""
+    first = plans[0]
+    return all(len(p.band) == len(first.band) and p.noise.shape == first.noise.shape
+               and all(lv.x.shape == lv0.x.shape for name in first.levels for lv, lv0 in
+                       zip(p.levels[name], first.levels[name]))
+               for p in plans)
+
+
+def _member_view(call: BatchedDenoise, member: int, members: int) -> Denoise:
+    """Member ``member`` of a batched denoiser as ``D(x, sigma)`` (the other members see zeros)."""
+    def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        xs = torch.zeros((members, *x.shape), dtype=x.dtype, device=x.device)
+        xs[member] = x
+        return call(xs, torch.full((members, x.shape[0]), sigma, dtype=torch.float64, device=x.device))[member]
+    return denoise
+
+
+@torch.no_grad()
+def judge_members(plans: Sequence[VerdictPlan], denoise: BatchedDenoise) -> list[Judgement]:
+    """Judge the M members of a batched net at once: ``denoise(x, sigma)`` maps x (M, B, n) and sigma (M, B)
+    (float64) to (M, B, n); member m is judged on ``plans[m]``. Every forward pass covers all members."""
+    if not plans:
+        return []
+    t0 = time.monotonic()
+    m_count = len(plans)
+
+    def call(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        out = denoise(x, sigma)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(x.shape):
+            raise InputError(f"denoise returned {getattr(out, 'shape', type(out).__name__)} for input of shape "
+                             f"{tuple(x.shape)}; it must return x's shape")
+        return out.to(torch.float64)
+
+    device = plans[0].noise.device
+    with exact_float32_matmul(), _one_cpu_thread(device):
+        if not _stackable(plans):  # e.g. bands of different lengths: one member at a time
+            return [judge_denoiser(p, _member_view(call, m, m_count)) for m, p in enumerate(plans)]
+        outputs: dict[str, list[torch.Tensor]] = {name: [] for name in plans[0].levels}
+        for name, k, _, _ in plans[0].queries():
+            x = torch.stack([p.levels[name][k].x for p in plans])
+            sigma = torch.tensor([p.levels[name][k].sigma for p in plans], dtype=torch.float64, device=device)
+            outputs[name].append(call(x, sigma[:, None].expand(x.shape[:2])))
+        noise = torch.stack([p.noise for p in plans])
+        samples = sample_rows(lambda x, s: call(x, torch.full(x.shape[:2], s, dtype=torch.float64,
+                                                                device=x.device)), noise)
+        share = (time.monotonic() - t0) / m_count
+        return [p.judge({name: [o[m] for o in outs] for name, outs in outputs.items()}, samples[m], share)
+                for m, p in enumerate(plans)]
 
 
 @torch.no_grad()
@@ -370,46 +603,11 @@ def score_match_verdict(denoiser: Denoise, mixture: MoLRG, train: Any, *, seed: 
     set and level: rel against each reference, the references' separation, the position between them),
     ``samples`` (copy fractions of the net and of the true sampler, the excess, subspace membership, RP), the
     ``thresholds`` and the ``rule``, and ``settings`` (seed, counts, dtype, device, seconds).
+
+    The work splits into :func:`plan_verdict` (everything that does not depend on the net, reusable) and
+    :func:`judge_denoiser` / :func:`judge_members` (the net's outputs and samples only).
     """
-    t0 = time.monotonic()
-    train64 = _check_inputs(denoiser, mixture, train, seed, queries, sample_seeds)
-    dev = resolve_device(device)
-    seed, queries, sample_seeds = int(seed), int(queries), int(sample_seeds)
-    train_dev = train64.to(dev)
-    emp = EmpiricalDenoiser(train_dev, compute_dtype=torch.float64)
-    spacing = median_nn_spacing(train64)
-    fresh_x0, _ = mixture.sample(queries, seed=int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
-    sets = {"fresh": _Queries(fresh_x0, seed, 0, queries, dev), "train": _Queries(train64, seed, 1, queries, dev)}
-    with exact_float32_matmul(), _one_cpu_thread(dev):
-        band = _band(mixture, spacing, dev)
-        if not band:
-            raise InputError("no noise level keeps half the data variance in D_true; is mixture the one train was "
-                             "drawn from?")
-        per_level = {name: [_level_errors(denoiser, mixture, emp, *qs.at(j, s), s) for j, s in band]
-                     for name, qs in sets.items()}
-        samples = _sample_statistics(denoiser, mixture, emp, train_dev, seed, sample_seeds, dev)
-    accuracy = {"true_fresh": _worst(per_level["fresh"], "rel_true"),
-                "true_train": _worst(per_level["train"], "rel_true"),
-                "empirical_train": _worst(per_level["train"], "rel_empirical"),
-                "empirical_fresh": _worst(per_level["fresh"], "rel_empirical")}
-    label, criteria, reason = classify(accuracy, samples)
-    sigmas = [s for _, s in band]
-    return {
-        "verdict": label,
-        "reason": reason,
-        "criteria": criteria,
-        "accuracy": {k: _finite(v) for k, v in accuracy.items()},
-        "samples": samples,
-        "levels": {"sigmas": sigmas, "multiples_of_spacing": [2.0**j for j, _ in band],
-                   "median_nn_spacing": spacing,
-                   "why": (f"sigma = d * 2^j with d = {spacing:.4g} the median nearest-neighbour spacing of the "
-                           f"{train64.shape[0]} training points; the {len(sigmas)} largest (j <= "
-                           f"{BAND_TOP_EXPONENT}) at which D_true keeps >= "
-                           f"{THRESHOLDS['band_variance_retained_min']:g} of the data variance")},
-        "per_level": per_level,
-        "thresholds": dict(THRESHOLDS),
-        "rule": RULE,
-        "settings": {"seed": seed, "queries_per_level": queries, "sample_seeds": sample_seeds, "dtype": "float64",
-                     "tf32": False, "device": str(dev), "sampler": "EDM grid, 18 levels, Heun",
-                     "training_points": int(train64.shape[0]), "seconds": time.monotonic() - t0},
-    }
+    if not callable(denoiser):
+        raise InputError("denoiser must be callable as D(x, sigma) -> E[x0 | x]")
+    plan = plan_verdict(mixture, train, seed=seed, device=device, queries=queries, sample_seeds=sample_seeds)
+    return judge_denoiser(plan, denoiser).detail

@@ -11,12 +11,14 @@ import contextlib
 import io
 import math
 from collections import defaultdict
-from typing import Any, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 _REF_STYLE = {"true": dict(color="tab:blue", label="vs true MoLRG"),
               "empirical": dict(color="tab:red", label="vs empirical optimum")}
@@ -66,13 +68,14 @@ def _true(v: Any) -> bool:
     return str(v).lower() in ("true", "1")
 
 
-def per_sigma_figure(rows: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
+def per_sigma_figure(rows: Sequence[Mapping[str, Any]], title: str = "", band: Sequence[float] = ()) -> Figure:
     """Three panels against sigma for one run: (a) L_score against both references, (b) the RMS distances
     ``sqrt(e_true)``, ``sqrt(e_emp)`` and the reference gap ``sqrt(gap)``, (c) the net's position between the
-    references with the decisive levels marked. Solid: x from noisy true data; dashed: noisy training points.
+    references. Solid: x from noisy true data; dashed: noisy training points. ``band``: the verdict's noise levels,
+    shaded.
 
     ``rows`` are the per-sigma records of one run (keys ``queries``, ``sigma``, ``l_score_true``,
-    ``l_score_empirical``, ``e_true``, ``e_empirical``, ``reference_gap``, ``position``, ``decisive``).
+    ``l_score_empirical``, ``e_true``, ``e_empirical``, ``reference_gap``, ``position``).
     """
     with print_style():
         fig = Figure(figsize=(6.9, 3.0 if title else 2.85))
@@ -88,16 +91,15 @@ def per_sigma_figure(rows: Sequence[Mapping[str, Any]], title: str = "") -> Figu
             for ref, key in (("true", "e_true"), ("empirical", "e_empirical")):
                 ax_d.loglog(s, np.sqrt([_f(r, key) for r in sub]), ls, marker="o", color=_REF_STYLE[ref]["color"])
             ax_d.loglog(s, np.sqrt([_f(r, "reference_gap") for r in sub]), ls, color="0.45")
-            t = np.array([_f(r, "position") for r in sub])
-            dec = np.array([_true(r["decisive"]) for r in sub])
-            ax_t.semilogx(s, t, ls, color="k", lw=0.9)
-            ax_t.scatter(s[dec], t[dec], color="tab:green", zorder=3, s=14)
+            ax_t.semilogx(s, [_f(r, "position") for r in sub], ls, color="k", lw=0.9, marker="o")
         ax_l.set_title("(a) $L_\\mathrm{score}$(ref; $\\sigma$)")
         ax_d.set_title("(b) RMS distance between denoisers")
         ax_t.set_title("(c) position $t$ (0 empirical, 1 true)")
         for ax in (ax_l, ax_d, ax_t):
             ax.grid(True, which="major", alpha=0.3)
             ax.set_xlabel("$\\sigma$")
+            if len(band):
+                ax.axvspan(min(band), max(band), color="tab:green", alpha=0.12, lw=0)
         ax_t.axhline(0.0, color="tab:red", lw=0.7)
         ax_t.axhline(1.0, color="tab:blue", lw=0.7)
         ax_t.axhline(0.5, color="0.5", lw=0.5, ls=":")
@@ -106,8 +108,9 @@ def per_sigma_figure(rows: Sequence[Mapping[str, Any]], title: str = "") -> Figu
                    Line2D([], [], color=_REF_STYLE["empirical"]["color"], label="net vs empirical optimum"),
                    Line2D([], [], color="0.45", label="true vs empirical (gap)"),
                    Line2D([], [], color="k", ls="-", label=_QUERY_STYLE["true"][1]),
-                   Line2D([], [], color="k", ls="--", label=_QUERY_STYLE["train"][1]),
-                   Line2D([], [], color="tab:green", marker="o", ls="", label="decisive level")]
+                   Line2D([], [], color="k", ls="--", label=_QUERY_STYLE["train"][1])]
+        if len(band):
+            handles.append(Patch(color="tab:green", alpha=0.25, label="the verdict's noise levels"))
         fig.legend(handles=handles, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.0), handlelength=2.2,
                    columnspacing=2.0)
         if title:
@@ -147,13 +150,15 @@ def samples_figure(per_sample: Mapping[str, np.ndarray], copy_ratio: float, subs
     return fig
 
 
-def _by_rank(rows: Sequence[Mapping[str, Any]], key: str) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per rank: sorted N, mean and (min, max) spread of ``key`` over seeds (NaN and empty cells skipped)."""
+def _by_rank(rows: Sequence[Mapping[str, Any]], key: str | Callable[[Mapping[str, Any]], float]
+             ) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per rank: sorted N, mean and (min, max) spread of ``key`` (a column or a function of the row) over seeds
+    (NaN and empty cells skipped)."""
     groups: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        v = r.get(key)
+        v = key(r) if callable(key) else r.get(key)
         if v is None or v == "" or math.isnan(float(v)):
-            continue  # absent, empty or NaN (e.g. no decisive level)
+            continue  # absent, empty or NaN
         groups[int(r["rank"])][int(r["n"])].append(float(v))
     out = {}
     for rank, by_n in sorted(groups.items()):
@@ -163,16 +168,58 @@ def _by_rank(rows: Sequence[Mapping[str, Any]], key: str) -> dict[int, tuple[np.
     return out
 
 
-def sweep_figure(rows: Sequence[Mapping[str, Any]], transitions: Mapping[str, Any] | None = None,
-                 title: str = "") -> Figure:
-    """The Fig. 5-style summary of a sweep: four panels against N, one colour per rank r, seed mean with the
-    min-max band over seeds.
+@dataclass(frozen=True)
+class Panel:
+    """One panel of :func:`sweep_figure`: curves of ``key`` against N per rank (seed mean, min-max band)."""
 
-    (a) L_score against the true score and (b) against the empirical score, over the fixed mid-sigma band (solid;
-    ``l_score_*_band``) and over the whole EDM grid (dotted); (c) the generalization index (mean position t over the
-    decisive levels; 0 = empirical, 1 = true) with the estimated N*(r) dashed; (d) the fraction of the net's samples
-    that copy a training point (solid) and that the true-score sampler reproduces (dotted).
-    """
+    key: str | Callable[[Mapping[str, Any]], float]
+    title: str
+    ylabel: str
+    log: bool = False
+    levels: tuple[float, ...] = ()
+    #: rank -> N* drawn dashed
+    n_star: Mapping[str, float | None] = field(default_factory=dict)
+    #: a second column drawn dotted with squares
+    dotted: str | None = None
+
+
+def _label_is(label: str) -> Callable[[Mapping[str, Any]], float]:
+    return lambda row: float(row.get("verdict") == label)
+
+
+def _max_rel_true(row: Mapping[str, Any]) -> float:
+    return max(_f(row, "worst_rel_true_fresh"), _f(row, "worst_rel_true_train"))
+
+
+def verdict_panels(analysis: Mapping[str, Any] | None, width: str | None = None) -> list[Panel]:
+    """The panels of a sweep judged by :func:`mogsim.score_match_verdict` (N* of RP from ``analysis``)."""
+    by_width = (analysis or {}).get("by_width", {})
+    entry = by_width.get(width) if width is not None else next(iter(by_width.values()), None)
+    rp = (entry or {}).get("n_star", {}).get("measures", {}).get("rp_net_true", {}).get("n_star", {})
+    return [Panel(_max_rel_true, "(a) accuracy: worst rel vs $D_\\mathrm{true}$", "rel (1 = no better than $a + cx$)",
+                  log=True, levels=(0.2,)),
+            Panel("kappa", "(b) copies net of chance $\\kappa$", "$\\kappa$", levels=(0.1, 0.5)),
+            Panel("rp_net_true", "(c) RP vs the true sampler; dashed: $N^*(r)$", "fraction of seeds", levels=(0.5,),
+                  n_star={k: v.get("n_star") for k, v in rp.items()}, dotted="on_subspace_fraction_net"),
+            Panel(_label_is("generalizing"), "(d) share judged generalizing (dotted: memorizing)", "share of seeds",
+                  levels=(0.5,), dotted="memorizing")]
+
+
+def index_panels(transitions: Mapping[str, Any] | None) -> list[Panel]:
+    """The panels of an old record (sweeps judged by the retired generalization index)."""
+    return [Panel("l_score_true_band", "(a) $L_\\mathrm{score}$ against the true MoLRG score",
+                  "$L_\\mathrm{score}$ (mid-$\\sigma$ band)", log=True),
+            Panel("l_score_empirical_band", "(b) $L_\\mathrm{score}$ against the empirical score",
+                  "$L_\\mathrm{score}$ (mid-$\\sigma$ band)", log=True),
+            Panel("generalization_index", "(c) old generalization index; dashed: $N^*(r)$",
+                  "index (0 empirical, 1 true)", levels=(0.5,), n_star=(transitions or {}).get("n_star", {})),
+            Panel("copy_fraction_net", "(d) copies (solid), reproduced by true score (dotted)",
+                  "fraction of the net's samples", dotted="rp_net_true")]
+
+
+def sweep_figure(rows: Sequence[Mapping[str, Any]], panels: Sequence[Panel], title: str = "") -> Figure:
+    """The Fig. 5-style summary of a sweep: four panels against N, one colour per rank r, seed mean with the
+    min-max band over seeds (see :func:`verdict_panels`, and :func:`index_panels` for old records)."""
     with print_style():
         fig = Figure(figsize=(6.9, 5.4))
         fig.subplots_adjust(left=0.085, right=0.99, bottom=0.08, top=0.9 if title else 0.96, wspace=0.24,
@@ -180,35 +227,25 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], transitions: Mapping[str, An
         axes = fig.subplots(2, 2)
         ranks = sorted({int(r["rank"]) for r in rows})
         cmap = {rank: f"C{i}" for i, rank in enumerate(ranks)}
-        panels = ((axes[0, 0], "true", "(a) $L_\\mathrm{score}$ against the true MoLRG score"),
-                  (axes[0, 1], "empirical", "(b) $L_\\mathrm{score}$ against the empirical score"))
-        for ax, ref, label in panels:
-            for rank, (ns, mean, spread) in _by_rank(rows, f"l_score_{ref}_band").items():
-                ax.loglog(ns, mean, "-o", color=cmap[rank], label=f"r = {rank}")
+        for ax, panel in zip(axes.flat, panels):
+            for rank, (ns, mean, spread) in _by_rank(rows, panel.key).items():
+                ax.plot(ns, mean, "-o", color=cmap[rank], label=f"r = {rank}")
                 ax.fill_between(ns, spread[:, 0], spread[:, 1], color=cmap[rank], alpha=0.15, lw=0)
-            for rank, (ns, mean, _) in _by_rank(rows, f"l_score_{ref}").items():
-                ax.loglog(ns, mean, ":", color=cmap[rank], lw=0.9)
-            ax.set_title(label)
-            ax.set_ylabel("$L_\\mathrm{score}$ (solid: mid-$\\sigma$ band, dotted: all levels)")
-        ax = axes[1, 0]
-        for rank, (ns, mean, spread) in _by_rank(rows, "generalization_index").items():
-            ax.semilogx(ns, mean, "-o", color=cmap[rank], label=f"r = {rank}")
-            ax.fill_between(ns, spread[:, 0], spread[:, 1], color=cmap[rank], alpha=0.15, lw=0)
-            nstar = (transitions or {}).get("n_star", {}).get(str(rank))
-            if nstar:
-                ax.axvline(float(nstar), color=cmap[rank], ls="--", lw=0.8)
-        ax.axhline(0.5, color="0.5", ls=":")
-        ax.set_ylim(-0.05, 1.05)
-        ax.set_ylabel("generalization index (0 empirical, 1 true)")
-        ax.set_title("(c) generalization index; dashed: $N^*(r)$")
-        ax = axes[1, 1]
-        for rank, (ns, mean, _) in _by_rank(rows, "copy_fraction_net").items():
-            ax.semilogx(ns, mean, "-o", color=cmap[rank])
-        for rank, (ns, mean, _) in _by_rank(rows, "rp_net_true").items():
-            ax.semilogx(ns, mean, ":s", color=cmap[rank])
-        ax.set_ylim(-0.03, 1.03)
-        ax.set_ylabel("fraction of the net's samples")
-        ax.set_title("(d) copies (solid), reproduced by true score (dotted)")
+                star = panel.n_star.get(str(rank))
+                if star:
+                    ax.axvline(float(star), color=cmap[rank], ls="--", lw=0.8)
+            if panel.dotted is not None:
+                dotted = _label_is(panel.dotted) if panel.dotted in LABELS else panel.dotted
+                for rank, (ns, mean, _) in _by_rank(rows, dotted).items():
+                    ax.plot(ns, mean, ":s", color=cmap[rank], lw=0.9)
+            for level in panel.levels:
+                ax.axhline(level, color="0.5", ls=":", lw=0.7)
+            if panel.log:
+                ax.set_yscale("log")
+            else:
+                ax.set_ylim(-0.05, 1.05)
+            ax.set_title(panel.title)
+            ax.set_ylabel(panel.ylabel)
         ns_all = sorted({int(r["n"]) for r in rows})
         for ax in axes.flat:
             ax.set_xscale("log", base=2)
@@ -217,15 +254,158 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], transitions: Mapping[str, An
             ax.grid(True, which="major", alpha=0.3)
             if ax.get_yscale() == "linear":
                 ax.minorticks_off()
-        axes[0, 0].legend(loc="lower left")
+        axes[0, 0].legend(loc="best")
         if title:
             fig.suptitle(title, y=0.985)
     return fig
 
 
+#: The verdict's labels and their colours in the phase diagram.
+LABELS = ("memorizing", "in transition", "generalizing", "neither")
+LABEL_COLORS = {"memorizing": "tab:red", "in transition": "tab:orange", "generalizing": "tab:blue",
+                "neither": "0.75"}
+
+
+def phase_figure(rows: Sequence[Mapping[str, Any]], analysis: Mapping[str, Any] | None = None,
+                 title: str = "") -> Figure:
+    """The phase diagram along training time, one panel per (width, r): N (rows) against training step (columns),
+    each cell split into one stripe per seed coloured by that seed's verdict at that step; markers: the step at which
+    memorization sets in (kappa reaches 0.1, triangles) and the step at which the net becomes accurate against
+    D_true (circles), from ``analysis`` (the sweep's ``analysis``)."""
+    import matplotlib as mpl
+
+    with print_style():
+        keys = sorted({(int(float(r["width"])), int(float(r["rank"]))) for r in rows})
+        widths = sorted({w for w, _ in keys})
+        ranks = sorted({k for _, k in keys})
+        nrows, ncols = len(widths), min(len(ranks), 4)
+        nrows *= math.ceil(len(ranks) / ncols)
+        height = 2.0 * nrows + 1.1  # inches: panels, the legend above (0.5) and the axis labels and title below
+        fig = Figure(figsize=(6.9, height))
+        fig.subplots_adjust(left=0.08, right=0.99, bottom=0.7 / height, top=1 - 0.55 / height, wspace=0.25,
+                            hspace=0.5)
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+        cmap = mpl.colors.ListedColormap([LABEL_COLORS[k] for k in LABELS])
+        by_width = (analysis or {}).get("by_width", {})
+        for index, (ax, (width, rank)) in enumerate(zip(axes, keys)):
+            mine = [r for r in rows if int(float(r["width"])) == width and int(float(r["rank"])) == rank]
+            ns = sorted({int(float(r["n"])) for r in mine})
+            steps = sorted({int(float(r["step"])) for r in mine})
+            seeds = sorted({int(float(r["seed"])) for r in mine})
+            grid = np.full((len(ns) * len(seeds), len(steps)), np.nan)
+            for r in mine:
+                i = ns.index(int(float(r["n"]))) * len(seeds) + seeds.index(int(float(r["seed"])))
+                if r["verdict"] in LABELS:
+                    grid[i, steps.index(int(float(r["step"])))] = LABELS.index(r["verdict"])
+            x = _edges(np.log10(steps))
+            y = np.linspace(0, len(ns), len(ns) * len(seeds) + 1)
+            ax.pcolormesh(x, y, np.ma.masked_invalid(grid), cmap=cmap, vmin=-0.5, vmax=len(LABELS) - 0.5)
+            events = (by_width.get(str(width)) or {}).get("time") or {}
+            for name, marker in (("memorization_onset", "v"), ("accurate", "o")):
+                cells = events.get("events", {}).get(name, {}).get("cells", {})
+                for k, n in enumerate(ns):
+                    step = cells.get(f"{width}/{rank}/{n}", {}).get("step")
+                    if step:
+                        ax.plot(math.log10(step), k + 0.5, marker, color="k", ms=3.5, mfc="white" if marker == "o"
+                                else "k")
+            ax.set_yticks(np.arange(len(ns)) + 0.5, [str(n) for n in ns])
+            decades = [10**k for k in range(math.ceil(math.log10(steps[0])), math.floor(math.log10(steps[-1])) + 1)]
+            ticks = decades if len(decades) >= 2 else [steps[0], steps[-1]]
+            ax.set_xticks(np.log10(ticks), [f"{t:,}" for t in ticks])
+            ax.set_xlim(x[0], x[-1])
+            ax.set_xlabel("training step")
+            if index % ncols == 0:
+                ax.set_ylabel("N")
+            ax.set_title(f"r = {rank}" + (f", width {width}" if len(widths) > 1 else ""))
+        for ax in axes[len(keys):]:
+            ax.set_visible(False)
+        handles = [Patch(color=LABEL_COLORS[k], label=k) for k in LABELS]
+        handles += [Line2D([], [], color="k", marker="v", ls="", label="memorization sets in ($\\kappa$ = 0.1)"),
+                    Line2D([], [], color="k", marker="o", mfc="white", ls="", label="accurate (rel $\\leq$ 0.2)")]
+        fig.legend(handles=handles, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.0))
+        if title:
+            fig.text(0.5, 0.005, title, ha="center", va="bottom")
+    return fig
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted centres (midpoints; the ends mirrored)."""
+    if len(centres) == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    mids = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - mids[0]], mids, [2 * centres[-1] - mids[-1]]])
+
+
+def time_fits_figure(analysis: Mapping[str, Any], width: str) -> Figure:
+    """The event steps against N per rank, log-log: memorization onset (triangles) and accuracy (circles), with the
+    fitted lines ``t* = c N^b`` (censored N are not drawn)."""
+    with print_style():
+        fig = Figure(figsize=(6.9, 2.6))
+        fig.subplots_adjust(left=0.08, right=0.99, bottom=0.17, top=0.86, wspace=0.25)
+        axes = fig.subplots(1, 2)
+        events = analysis["by_width"][width]["time"]["events"]
+        for ax, name, title in ((axes[0], "memorization_onset", "(a) memorization sets in ($\\kappa$ = 0.1)"),
+                                (axes[1], "accurate", "(b) accurate against $D_\\mathrm{true}$ (rel $\\leq$ 0.2)")):
+            ev = events.get(name, {})
+            ranks = sorted({c["rank"] for c in ev.get("cells", {}).values()})
+            for i, rank in enumerate(ranks):
+                cells = sorted((c for c in ev["cells"].values() if c["rank"] == rank), key=lambda c: c["n"])
+                pts = [(c["n"], c["step"]) for c in cells if c["step"]]
+                if pts:
+                    ax.plot(*zip(*pts), "o", color=f"C{i}", label=f"r = {rank}")
+                fit = ev["fits"].get(f"{width}/{rank}", {})
+                if fit.get("b") is not None and pts:
+                    n = np.array([p[0] for p in pts], dtype=float)
+                    ax.plot(n, fit["prefactor"] * n ** fit["b"], "-", color=f"C{i}", lw=0.8)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("N (training samples)")
+            ax.set_ylabel("training step")
+            ax.set_title(title)
+            ax.grid(True, which="major", alpha=0.3)
+        if axes[0].get_legend_handles_labels()[0]:
+            axes[0].legend(loc="best")
+    return fig
+
+
+def time_axis_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """One run along training time: (a) kappa, RP against the true sampler and the share of samples on a subspace,
+    (b) the worst rel against D_true (fresh and training queries); background: the verdict at each step."""
+    with print_style():
+        fig = Figure(figsize=(6.9, 2.5))
+        fig.subplots_adjust(left=0.08, right=0.99, bottom=0.18, top=0.8, wspace=0.28)
+        ax_s, ax_r = fig.subplots(1, 2)
+        rows = sorted(rows, key=lambda r: _f(r, "step"))
+        step = np.array([_f(r, "step") for r in rows])
+        edges = 10 ** _edges(np.log10(step))
+        for ax in (ax_s, ax_r):
+            for k, r in enumerate(rows):
+                ax.axvspan(edges[k], edges[k + 1], color=LABEL_COLORS.get(str(r["verdict"]), "white"), alpha=0.18,
+                           lw=0)
+            ax.set_xscale("log")
+            ax.set_xlabel("training step")
+            ax.grid(True, which="major", alpha=0.3)
+        for key, style, label in (("kappa", "-o", "$\\kappa$ (copies net of chance)"),
+                                  ("rp_net_true", "-s", "RP vs true sampler"),
+                                  ("on_subspace_fraction_net", ":^", "on a subspace")):
+            ax_s.plot(step, [_f(r, key) for r in rows], style, color="k" if key == "kappa" else None, label=label)
+        ax_s.set_ylim(-0.05, 1.05)
+        ax_s.set_title("(a) samples")
+        for key, style, label in (("worst_rel_true_fresh", "-o", "fresh queries"),
+                                  ("worst_rel_true_train", "--o", "training queries")):
+            ax_r.plot(step, [_f(r, key) for r in rows], style, color="tab:blue", label=label)
+        ax_r.axhline(0.2, color="0.5", ls=":", lw=0.7)
+        ax_r.set_yscale("log")
+        ax_r.set_title("(b) worst rel vs $D_\\mathrm{true}$")
+        handles = [Patch(color=LABEL_COLORS[k], alpha=0.35, label=k) for k in LABELS]
+        fig.legend(handles=handles + ax_s.get_legend_handles_labels()[0] + ax_r.get_legend_handles_labels()[0],
+                   loc="upper center", ncol=5, bbox_to_anchor=(0.5, 1.0))
+    return fig
+
+
 def sweep_positions_figure(rows: Sequence[Mapping[str, Any]], queries: str = "true") -> Figure:
-    """One panel per rank: the position t of every cell's net against sigma (one thin line per seed, colour = N),
-    decisive levels dotted; from the rows of ``sweep_per_sigma.csv``."""
+    """One panel per rank: the position t of every cell's net against sigma (one thin line per seed, colour = N);
+    for old records the decisive levels of the retired index as dots; from the rows of ``sweep_per_sigma.csv``."""
     with print_style():
         ranks = sorted({int(r["rank"]) for r in rows})
         ns = sorted({int(r["n"]) for r in rows})
@@ -242,7 +422,7 @@ def sweep_positions_figure(rows: Sequence[Mapping[str, Any]], queries: str = "tr
         for r in rows:
             if r["queries"] == queries:
                 curves[(int(r["rank"]), int(r["n"]), int(r["seed"]))].append(
-                    (_f(r, "sigma"), _f(r, "position"), _true(r["decisive"])))
+                    (_f(r, "sigma"), _f(r, "position"), _true(r.get("decisive"))))
         for ax, rank in zip(axes, ranks):
             for (rk, n, _), pts in sorted(curves.items()):
                 if rk != rank:
@@ -289,12 +469,4 @@ def loss_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
         for ax in (ax_l, ax_r):
             ax.set_xlabel("step")
             ax.grid(True, which="major", alpha=0.3)
-    return fig
-
-
-def text_figure(title: str, lines: Sequence[str], *, fontsize: float = 7.5) -> Figure:
-    """A page of monospaced text (A4 portrait) for the old matplotlib-only PDF reports (:mod:`.pdf`)."""
-    fig = Figure(figsize=(8.27, 11.69))
-    fig.text(0.05, 0.97, title, fontsize=12, weight="bold", va="top", family="sans-serif")
-    fig.text(0.05, 0.94, "\n".join(lines), fontsize=fontsize, va="top", family="monospace")
     return fig

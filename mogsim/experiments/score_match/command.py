@@ -20,7 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 from ...errors import InputError
 from ...params import add_arguments, check_params, flags, param, read_config_file, resolve, to_flags, unknown_keys
 from ...progress import progress_display
-from .config import ScoreMatchConfig, SweepConfig
+from ...runs import read_csv
+from .config import ScoreMatchConfig, SweepConfig, parse_shard
 from .run import run_score_match
 from .summary import run_lines, sweep_lines
 from .sweep import draw_sweep, export_compact, run_sweep
@@ -40,7 +41,9 @@ class RunOptions:
                                 shown="off for one run, on for a sweep")
     time_limit: float | None = param(None, "Minutes; stop training cleanly after this, re-run to resume.",
                                      positive=True, max=1e7)
-    export: str | None = param(None, "Sweep: copy the combined results (<= 6 files) into this flat folder.")
+    export: str | None = param(None, "Sweep: copy the combined results (<= 7 files) into this flat folder.")
+    shard: str | None = param(None, "Sweep: i/M trains only every M-th training group from i (M processes, e.g. "
+                              "one per GPU; any later call merges the finished cells).", shown="all groups")
     quiet: bool | None = param(None, "No progress display.", shown="off")
 
     def __post_init__(self) -> None:
@@ -49,7 +52,7 @@ class RunOptions:
 
 #: parameter -> flag, for errors (library messages name parameters)
 FLAGS = flags(ScoreMatchConfig, SweepConfig, RunOptions)
-SWEEP_ONLY = ("ranks", "train_sizes", "seeds", "group_size", "export")
+SWEEP_ONLY = ("ranks", "train_sizes", "seeds", "widths", "group_size", "export", "shard")
 
 
 def run_command(options: Mapping[str, Any], *, echo: Callable[[str], None] = print,
@@ -65,7 +68,12 @@ def run_command(options: Mapping[str, Any], *, echo: Callable[[str], None] = pri
         raise InputError(f"{source}: unknown key(s) {', '.join(bad)}; allowed: {', '.join(allowed)}",
                          parameter="config")
     run = resolve(RunOptions, options, file, source=source)
+    given = {k for k, v in options.items() if v is not None} | set(file)
+    if "steps" in given and {"budget_per_sample", "budget-per-sample"} & given:
+        raise InputError("steps and budget_per_sample: give one budget (fixed steps, or samples seen per training "
+                         "point)", parameter=("steps", "budget_per_sample"))
     cfg = resolve(ScoreMatchConfig, options, file, source=source)
+    shard = parse_shard(run.shard) if run.shard is not None else None
     deadline = time.monotonic() + 60.0 * run.time_limit if run.time_limit is not None else None
     device = run.device or "auto"
     mode = "none" if run.quiet else progress_mode
@@ -89,15 +97,18 @@ def run_command(options: Mapping[str, Any], *, echo: Callable[[str], None] = pri
     sweep = resolve(SweepConfig, options, file, source=source, base=cfg)
     with progress_display(mode) as progress:
         res = run_sweep(sweep, run.out, device=device, report=run.report is not False, progress=progress,
-                        deadline=deadline)
+                        deadline=deadline, shard=shard)
     for line in sweep_lines(res):
         echo(line)
     if run.export is not None:
         copied = export_compact(res.path, run.export)
         echo(f"exported {len(copied)} files to {run.export}: {', '.join(p.name for p in copied)}")
-    if not res.complete:
+    if not res.own_groups_done:
         echo("sweep incomplete (time limit); re-run the same command to resume.")
         return EXIT_TIME_LIMIT
+    if not res.complete:
+        echo(f"this shard's groups are done; {res.cells_done} of {res.cells_total} cells finished. Run the other "
+             "shards (or the same command without --shard) to merge every cell into the combined results.")
     return 0
 
 
@@ -108,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      "with only torch and numpy installed.")
     for cls in (ScoreMatchConfig, SweepConfig, RunOptions):
         add_arguments(parser, cls)
-    parser.add_argument("--redraw", type=Path, default=None, help="only draw the figures from DIR/sweep_metrics.json")
+    parser.add_argument("--redraw", type=Path, default=None,
+                        help="only draw the figures from DIR/sweep_metrics.json and DIR/sweep_time.csv")
     args = vars(parser.parse_args(argv))
     redraw = args.pop("redraw")
     if args["sweep"] is None:
@@ -119,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not source.exists():
                 raise InputError(f"redraw={str(redraw)!r}: no sweep_metrics.json there; pass the exported folder",
                                  parameter="redraw")
-            print(draw_sweep(redraw, json.loads(source.read_text()), report=args["report"] is not False))
+            times = redraw / "sweep_time.csv"
+            print(draw_sweep(redraw, json.loads(source.read_text()), read_csv(times) if times.exists() else ()))
             return 0
         return run_command(args, progress_mode="plain")
     except InputError as exc:

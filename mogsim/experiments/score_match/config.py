@@ -5,6 +5,12 @@ Seeds: one master ``seed`` gives, through :func:`mogsim.seeds.derive_seed`, sepa
 training set, the training (initial weights, data order, noise) and the evaluation queries, all recorded. The
 subspaces depend on (seed, n, K, r) only and the training set on (seed, n, K, r, N) only, so a sweep cell and a
 single run with the same values train on the same data. The sampler seeds are 0..S-1 for every run (shared noise).
+
+Budget: ``steps`` Adam steps for every N (the default convention), or, with ``budget_per_sample`` B, the same
+number of samples seen per training point: ``steps = ceil(B N / batch)`` (B epochs; the rule is recorded).
+Training-time axis: the EMA weights are judged at ``eval_steps`` log-spaced steps up to the budget
+(:meth:`ScoreMatchConfig.eval_schedule`), the intermediate ones only while their cost stays within
+``eval_cost_cap`` of the training time.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from ...errors import InputError
@@ -32,6 +39,8 @@ SOLVERS = ("heun", "euler")
 DEFAULT_WIDTH = {"mlp": 256, "unet": 64}
 #: A sample lies on a true subspace when min_k ||x - P_k x|| / ||x|| is below this.
 SUBSPACE_TOL = 0.1
+#: Default cap on the training-time axis's intermediate evaluations, as a fraction of the training time.
+EVAL_COST_CAP = 0.25
 #: EDM's EMA ramp-up: the half-life never exceeds this fraction of the samples seen so far.
 EMA_RAMPUP = 0.05
 MAX_SEED = 2**63 - 1
@@ -60,17 +69,22 @@ class ScoreMatchConfig:
     width: int | None = param(None, "MLP width / UNet model_channels.", min=1, max=8192,
                               shown="256 for mlp, 64 for unet")
     depth: int = param(3, "MLP hidden layers.", min=1, max=64)
-    steps: int = param(3000, "Training budget: Adam steps, the same for every N.", min=1, max=10**8)
+    steps: int = param(3000, "Training budget: Adam steps, the same for every N (unless --budget-per-sample).", min=1,
+                       max=10**8)
+    budget_per_sample: float | None = param(None, "Budget that scales with N: samples seen per training point "
+                                            "(epochs); steps = ceil(value * N / batch), replacing --steps.",
+                                            positive=True, max=1e9, shown="off")
     batch: int = param(256, "Batch size.", min=1, max=2**20)
-    lr: float = param(1e-3, "Adam learning rate.", positive=True, max=10.0)
+    lr: float = param(3e-3, "Adam learning rate.", positive=True, max=10.0)
     seed: int = param(0, "Master seed: subspaces, training set, training, evaluation queries.", min=0, max=MAX_SEED)
     lr_warmup_frac: float = param(0.05, "Learning-rate warm-up, as a fraction of the steps.", min=0.0, below=1.0)
     ema_halflife_frac: float = param(0.05, "EMA half-life, as a fraction of the steps (with EDM's ramp-up).",
                                      positive=True, max=1.0)
     p_mean: float = param(-1.2, "Training noise: mean of ln sigma (EDM).", min=-20.0, max=20.0)
     p_std: float = param(1.2, "Training noise: standard deviation of ln sigma (EDM).", positive=True, max=20.0)
-    eval_queries: int = param(512, "Queries per sigma and query set.", min=1, max=10**6)
-    sample_seeds: int = param(256, "Sampler seeds 0..S-1, shared by all models.", min=1, max=10**6)
+    eval_queries: int = param(512, "Queries per noise level and query set (the verdict's levels and the EDM grid).",
+                              min=16, max=10**6)
+    sample_seeds: int = param(256, "Sampler seeds 0..S-1, shared by all models.", min=16, max=10**6)
     sampler_steps: int = param(18, "EDM noise levels of the evaluation grid and the sampler.", min=1, max=1000)
     solver: str = param("heun", "Sampler: heun or euler.", choices=SOLVERS)
     copy_ratio: float = param(COPY_RATIO, "A sample copies a training point when d1/d2 is below this.",
@@ -81,10 +95,18 @@ class ScoreMatchConfig:
                                 "distance is below this.", positive=True, max=2.0)
     band_sigma_min: float = param(0.1, "Lower end of the L_score band.", positive=True, max=1e4)
     band_sigma_max: float = param(2.0, "Upper end of the L_score band.", positive=True, max=1e4)
+    eval_steps: int = param(10, "Training-time axis: judge the EMA weights at this many log-spaced steps up to the "
+                            "budget (the last one is the run's verdict; 1 = only at the end).", min=1, max=1000)
+    eval_cost_cap: float = param(EVAL_COST_CAP, "Most time the intermediate evaluations may take, as a fraction of "
+                                 "the training time; points beyond it are skipped and recorded.", min=0.0, max=1e6)
 
     def __post_init__(self) -> None:
         if self.width is None and self.arch in DEFAULT_WIDTH:
             object.__setattr__(self, "width", DEFAULT_WIDTH[self.arch])
+        if isinstance(self.budget_per_sample, (int, float)) and not isinstance(self.budget_per_sample, bool) \
+                and math.isfinite(self.budget_per_sample) and self.budget_per_sample > 0 \
+                and isinstance(self.num_train, int) and isinstance(self.batch, int) and self.batch > 0:
+            object.__setattr__(self, "steps", steps_for_budget(self.budget_per_sample, self.num_train, self.batch))
         self.check()
 
     def check(self) -> None:
@@ -123,15 +145,20 @@ class ScoreMatchConfig:
                 "train_query_noise": derive_seed(s, "train-query-noise", n, k, r, big_n)}
 
     def budget(self) -> dict[str, Any]:
-        """The training budget in the units that move the transition."""
+        """The training budget in the units that move the transition, and the convention that set it."""
         seen = self.steps * self.batch
         return {"steps": self.steps, "batch": self.batch, "samples_seen": seen, "epochs": seen / self.num_train,
-                "convention": "fixed steps for every N"}
+                "budget_per_sample": self.budget_per_sample, "convention": budget_convention(self.budget_per_sample)}
+
+    def eval_schedule(self) -> list[int]:
+        """The steps of the training-time axis: ``eval_steps`` points log-spaced from steps/1000 to the budget
+        (rounded, duplicates merged); always ends at the budget."""
+        return eval_schedule(self.steps, self.eval_steps)
 
     def resolved(self, device: torch.device) -> dict[str, Any]:
         """The JSON-ready resolved configuration (cache key material): fields, derived values, device type."""
         return {**asdict(self), "sigma_data": self.sigma_data, "derived_seeds": self.seeds(),
-                "budget": self.budget(), "device_type": device.type, "experiment": "score-match", "version": 2}
+                "budget": self.budget(), "device_type": device.type, "experiment": "score-match", "version": 3}
 
     def key(self, device: torch.device) -> str:
         """Hash of the resolved configuration: the run's cache key."""
@@ -141,6 +168,27 @@ class ScoreMatchConfig:
         """A readable folder-name prefix."""
         return (f"r{self.rank}_N{self.num_train}_K{self.components}_d{self.dim}_{self.arch}{self.width}_"
                 f"s{self.steps}_seed{self.seed}")
+
+
+def steps_for_budget(per_sample: float, num_train: int, batch: int) -> int:
+    """Adam steps for ``per_sample`` samples seen per training point: ``ceil(per_sample * N / batch)``."""
+    return max(1, math.ceil(per_sample * num_train / batch - 1e-9))
+
+
+def budget_convention(per_sample: float | None) -> str:
+    """The budget rule in words (recorded with every result)."""
+    if per_sample is None:
+        return "fixed steps for every N (epochs = steps * batch / N)"
+    return f"steps scale with N: steps = ceil({per_sample:g} * N / batch), {per_sample:g} epochs for every N"
+
+
+def eval_schedule(steps: int, points: int) -> list[int]:
+    """``points`` steps log-spaced from ``max(1, steps / 1000)`` to ``steps``, rounded to whole steps, duplicates
+    merged, the last one exactly ``steps``."""
+    if points <= 1 or steps <= 1:
+        return [steps]
+    grid = np.geomspace(max(1.0, steps / 1000.0), steps, points)
+    return sorted({int(round(float(v))) for v in grid[:-1]} | {steps})
 
 
 def training_config(cfgs: Sequence[ScoreMatchConfig]) -> TrainConfig:
@@ -175,21 +223,29 @@ def _parse_ranks(text: str) -> tuple[int, ...]:
     return parse_int_list(text, option="ranks")
 
 
+def _parse_widths(text: str) -> tuple[int, ...]:
+    return parse_int_list(text, option="widths")
+
+
 def _parse_seeds(text: str) -> tuple[int, ...]:
     return tuple(parse_seeds(text, option="seeds"))
 
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """A grid of cells (rank, N, seed) over a base configuration, trained ``group_size`` cells at a time as the
-    members of one model (0 = all cells at once; the UNet trains one cell at a time)."""
+    """A grid of cells (width, rank, N, seed) over a base configuration, trained ``group_size`` cells at a time as
+    the members of one model (0 = all cells that share a training recipe at once; the UNet trains one cell at a
+    time). Cells share a model only when they share width and steps."""
 
     base: ScoreMatchConfig = ScoreMatchConfig()
     ranks: tuple[int, ...] = param((2, 4, 6, 8), "Sweep ranks r, e.g. 2,4,6,8.", min=1, max=4096, parse=_parse_ranks)
     train_sizes: tuple[int, ...] = param(tuple(2**k for k in range(4, 13)), "Sweep N values, e.g. 16,32,...,4096.",
                                          flag="--ns", min=1, max=10**7, parse=_parse_train_sizes)
     seeds: tuple[int, ...] = param((0,), "Sweep seeds, e.g. 0-2.", min=0, max=MAX_SEED, parse=_parse_seeds)
-    group_size: int = param(0, "Models per ensemble in a sweep; 0 = all at once.", min=0, max=10**6)
+    widths: tuple[int, ...] | None = param(None, "Sweep widths (MLP width / UNet channels), e.g. 128,256.", min=1,
+                                           max=8192, parse=_parse_widths, shown="--width only")
+    group_size: int = param(0, "Models per ensemble in a sweep; 0 = all cells of a training recipe at once.", min=0,
+                            max=10**6)
 
     def __post_init__(self) -> None:
         self.check()
@@ -197,38 +253,70 @@ class SweepConfig:
     def check(self) -> None:
         """Raise :class:`InputError` for an unusable grid (every cell is checked too)."""
         check_params(self)
-        for name in ("ranks", "train_sizes", "seeds"):
+        for name in ("ranks", "train_sizes", "seeds", "widths"):
             values = getattr(self, name)
+            if values is None and name == "widths":
+                continue
             if not values:
                 raise InputError(f"{name}: give at least one value", parameter=name)
             if len(set(values)) != len(values):
                 raise InputError(f"{name}={','.join(map(str, values))}: a value appears twice; give distinct values",
                                  parameter=name)
-        count = len(self.ranks) * len(self.train_sizes) * len(self.seeds)
+        count = len(self.width_values()) * len(self.ranks) * len(self.train_sizes) * len(self.seeds)
         if count > 100_000:
-            raise InputError(f"ranks x train_sizes x seeds = {count} cells; a sweep takes at most 100,000",
+            raise InputError(f"widths x ranks x train_sizes x seeds = {count} cells; a sweep takes at most 100,000",
                              parameter=("ranks", "train_sizes", "seeds"))
         for cell in self.cells():
             cell.check()
 
+    def width_values(self) -> tuple[int, ...]:
+        """The widths of the grid (the base width when no width axis is given)."""
+        return self.widths if self.widths is not None else (int(self.base.width),)
+
     def cells(self) -> list[ScoreMatchConfig]:
-        """Every (rank, N, seed) configuration, ordered by rank, then N, then seed."""
-        return [replace(self.base, rank=r, num_train=n, seed=s)
-                for r in self.ranks for n in self.train_sizes for s in self.seeds]
+        """Every (width, rank, N, seed) configuration, ordered by width, rank, N, then seed."""
+        return [replace(self.base, width=w, rank=r, num_train=n, seed=s)
+                for w in self.width_values() for r in self.ranks for n in self.train_sizes for s in self.seeds]
 
     def groups(self) -> list[list[ScoreMatchConfig]]:
-        """The cells split into training groups (one model each; one cell each for the UNet)."""
+        """The cells split into training groups (one model each): cells of one recipe (width, steps), in cell order,
+        ``group_size`` at a time (all of them for 0); one cell each for the UNet."""
         cells = self.cells()
-        size = 1 if self.base.arch != "mlp" else (self.group_size or len(cells))
-        return [cells[i:i + size] for i in range(0, len(cells), size)]
+        if self.base.arch != "mlp":
+            return [[c] for c in cells]
+        recipes: dict[tuple[int, int], list[ScoreMatchConfig]] = {}
+        for c in cells:
+            recipes.setdefault((int(c.width), c.steps), []).append(c)
+        out = []
+        for members in recipes.values():
+            size = self.group_size or len(members)
+            out += [members[i:i + size] for i in range(0, len(members), size)]
+        return out
 
     def resolved(self, device: torch.device) -> dict[str, Any]:
         """JSON-ready description (cache key material)."""
         base = {k: v for k, v in asdict(self.base).items() if k not in ("rank", "num_train", "seed")}
+        if self.widths is not None:
+            base.pop("width")
         return {"base": base, "ranks": list(self.ranks), "train_sizes": list(self.train_sizes),
-                "seeds": list(self.seeds), "group_size": self.group_size, "device_type": device.type,
-                "experiment": "score-match-sweep", "version": 2}
+                "seeds": list(self.seeds), "widths": list(self.width_values()), "group_size": self.group_size,
+                "device_type": device.type, "experiment": "score-match-sweep", "version": 3}
 
     def slug(self) -> str:
         b = self.base
-        return f"sweep_K{b.components}_d{b.dim}_{b.arch}{b.width}_s{b.steps}"
+        width = f"{b.width}" if self.widths is None else "w" + "-".join(map(str, self.widths))
+        budget = f"s{b.steps}" if b.budget_per_sample is None else f"bps{b.budget_per_sample:g}"
+        return f"sweep_K{b.components}_d{b.dim}_{b.arch}{width}_{budget}"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/M"`` -> (i, M) with 0 <= i < M: this process trains every M-th training group, starting at i."""
+    parts = text.split("/") if isinstance(text, str) else []
+    try:
+        index, count = (int(p) for p in parts)
+    except ValueError:
+        index, count = -1, 0
+    if len(parts) != 2 or count < 1 or not 0 <= index < count:
+        raise InputError(f"shard={text!r}: write i/M with 0 <= i < M, e.g. 0/4 for the first of 4 processes",
+                         parameter="shard")
+    return index, count

@@ -1,10 +1,11 @@
-"""How a trained denoiser is judged: per-sigma errors against the true MoLRG denoiser and the empirical optimum,
-samples from shared seeds, and the verdict; each metric's stated rule stands beside the code that computes it.
+"""How a trained denoiser is judged: the verdict of :mod:`mogsim.metrics.molrg_verdict` (accuracy against both
+references at levels set by the training set's geometry, copies net of chance, reproduction of the true sampler)
+and, beside it, the per-sigma errors on the EDM grid (mogsim's L_score, the net's position between the references).
 
-In float64, on the EDM grid: queries ``x0 + sigma eps`` with x0 fresh from the MoLRG ("noisy true data") and x0 a
-training point ("noisy training points"); mogsim's L_score and the net's position between the references
-(:mod:`mogsim.metrics.score_error`); samples of the net, the empirical optimum and the true denoiser from the same
-seeds, with copies, subspace membership and RP; the verdict of :func:`mogsim.metrics.verdict.decide`.
+Everything in float64 with TF32 off. The verdict's plan (queries with the references' answers, sampler noise, the
+references' samples) is built once per training set (:func:`build_plan`) and judges the net at every point of the
+training-time axis; the per-sigma table is computed once, for the final weights. Each rule is stated beside the
+code that computes it and recorded with every result.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ import torch
 from ...closed_forms import EmpiricalDenoiser, MoLRG
 from ...denoiser import Advance, Denoiser
 from ...devices import exact_float32_matmul
-from ...metrics.copies import nearest_two
-from ...metrics.reproducibility import relative_distance
+from ...metrics.molrg_verdict import RULE as VERDICT_RULE
+from ...metrics.molrg_verdict import Judgement, VerdictPlan, judge_denoiser, plan_verdict
 from ...metrics.score_error import SigmaErrors, noisy_queries, sigma_errors
-from ...metrics.verdict import decide
 from ...progress import ignore
-from ...sampling import edm_sigmas, noise_for_seeds, sample
+from ...sampling import edm_sigmas
 from .config import ScoreMatchConfig
 
-#: units of work :func:`evaluate` reports: two query sets and three samplers
-EVALUATION_UNITS = 5
+#: units of work :func:`evaluate` reports: two query sets and the verdict
+EVALUATION_UNITS = 3
+#: The verdict's seed for every run: the same queries' noise streams and sampler seeds 0..S-1 (shared noise).
+VERDICT_SEED = 0
 
 
 @dataclass
@@ -83,80 +85,66 @@ def l_score_metrics(errors: dict[str, SigmaErrors], cfg: ScoreMatchConfig) -> di
             "band_sigmas": [s for s, b in zip(sigmas, band) if b]}
 
 
-# -- samples: copies, subspace membership, reproducibility --------------------------------------------------------------
-def copy_rule(cfg: ScoreMatchConfig) -> str:
-    return (f"a sample copies a training point when d1/d2 < {cfg.copy_ratio:.4g} (nearest / second-nearest Euclidean "
-            "distance to the training set)")
+# -- the verdict ----------------------------------------------------------------------------------------------------
+def build_plan(cfg: ScoreMatchConfig, mol: MoLRG, train: torch.Tensor, device: torch.device) -> VerdictPlan:
+    """The verdict's net-independent part for one run: ``eval_queries`` queries per band level and query set,
+    ``sample_seeds`` sampler seeds (0..S-1, shared by all runs)."""
+    return plan_verdict(mol, train, seed=VERDICT_SEED, device=device, queries=cfg.eval_queries,
+                        sample_seeds=cfg.sample_seeds)
 
 
-def subspace_rule(cfg: ScoreMatchConfig) -> str:
-    return f"a sample lies on a true subspace when min_k ||x - P_k x|| / ||x|| < {cfg.subspace_tol:g}"
-
-
-def rp_rule(cfg: ScoreMatchConfig) -> str:
-    return (f"RP(net, ref) = fraction of seeds whose two samples have relative distance ||a - b|| / "
-            f"sqrt((||a||^2 + ||b||^2)/2) < {cfg.rp_threshold:.4g} (similarity 1 - distance > "
-            f"{1 - cfg.rp_threshold:.4g})")
-
-
-def sample_statistics(samples: dict[str, torch.Tensor], mol: MoLRG, train: torch.Tensor, cfg: ScoreMatchConfig
-                      ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Copy and on-subspace fractions of each sampler, and RP of the net against each reference (summary, and the
-    per-sample values behind it)."""
-    per_sample: dict[str, np.ndarray] = {}
-    summary: dict[str, Any] = {}
-    for name, xs in samples.items():
-        d1, d2, nearest = nearest_two(xs, train)
-        ratio = torch.where(d1 == 0, torch.zeros_like(d1), d1 / d2)
-        resid = mol.subspace_residual(xs)
-        per_sample[f"{name}_nn_ratio"] = ratio.cpu().numpy()
-        per_sample[f"{name}_nn_distance"] = d1.cpu().numpy()
-        per_sample[f"{name}_nearest"] = nearest.cpu().numpy()
-        per_sample[f"{name}_subspace_residual"] = resid.cpu().numpy()
-        summary[f"copy_fraction_{name}"] = float((ratio < cfg.copy_ratio).double().mean())
-        summary[f"on_subspace_fraction_{name}"] = float((resid < cfg.subspace_tol).double().mean())
-    for ref in ("empirical", "true"):
-        rel = relative_distance(samples["net"], samples[ref])
-        per_sample[f"rel_distance_net_{ref}"] = rel.cpu().numpy()
-        summary[f"rp_net_{ref}"] = float((rel < cfg.rp_threshold).double().mean())
-        summary[f"median_rel_distance_net_{ref}"] = float(rel.median())
-    rel_refs = relative_distance(samples["empirical"], samples["true"])
-    summary["rp_empirical_true"] = float((rel_refs < cfg.rp_threshold).double().mean())
-    per_sample["samples_net"] = samples["net"].cpu().numpy()
-    return summary, per_sample
+def verdict_numbers(detail: dict[str, Any]) -> dict[str, Any]:
+    """The verdict's key numbers as flat table columns (``copy_fraction_true`` is the true sampler's copy rate:
+    the chance level)."""
+    s, acc = detail["samples"], detail["accuracy"]
+    return {"verdict": detail["verdict"], "kappa": s["copy_excess_normalised"],
+            "copy_fraction_net": s["copy_fraction_net"], "copy_fraction_true": s["copy_fraction_true_sampler"],
+            "copy_fraction_empirical": s["copy_fraction_empirical_sampler"],
+            "on_subspace_fraction_net": s["on_subspace_fraction_net"],
+            "on_subspace_fraction_true": s["on_subspace_fraction_true_sampler"],
+            "on_subspace_fraction_empirical": s["on_subspace_fraction_empirical_sampler"],
+            "rp_net_true": s["rp_net_true"], "rp_net_empirical": s["rp_net_empirical"],
+            "rp_empirical_true": s["rp_empirical_true"],
+            "median_rel_distance_net_true": s["median_rel_distance_net_true"],
+            "median_rel_distance_net_empirical": s["median_rel_distance_net_empirical"],
+            "worst_rel_true_fresh": acc["true_fresh"], "worst_rel_true_train": acc["true_train"],
+            "worst_rel_empirical_train": acc["empirical_train"], "worst_rel_empirical_fresh": acc["empirical_fresh"]}
 
 
 def rules(cfg: ScoreMatchConfig) -> dict[str, str]:
     """The stated definitions and thresholds behind the metrics (recorded with every result)."""
-    return {"l_score": l_score_rule(cfg), "copy": copy_rule(cfg), "subspace": subspace_rule(cfg), "rp": rp_rule(cfg)}
+    return {"verdict": VERDICT_RULE, "l_score": l_score_rule(cfg),
+            "position": "t = (e_emp - e_true + gap) / (2 gap) per level: the projection of D_net on the segment from "
+                        "D_emp (0) to D_true (1); offset = the RMS distance from the line through them",
+            "samples": f"verdict samples: seeds 0..{cfg.sample_seeds - 1}, the EDM grid (18 levels, Heun), float64"}
 
 
 # -- everything ------------------------------------------------------------------------------------------------------
 @torch.no_grad()
+def per_sigma_rows(errors: dict[str, SigmaErrors]) -> list[dict[str, Any]]:
+    """One row per query set and level of the EDM grid."""
+    rows = []
+    for name, err in errors.items():
+        for i, s in enumerate(err.sigmas):
+            rows.append({"queries": name, "sigma": float(s), "l_score_true": err.l_score_true[i],
+                         "l_score_empirical": err.l_score_emp[i], "e_true": err.e_true[i], "e_empirical": err.e_emp[i],
+                         "reference_gap": err.gap[i], "position": err.position[i], "offset": err.offset[i]})
+    return rows
+
+
+@torch.no_grad()
 def evaluate(net: Denoiser, mol: MoLRG, train: torch.Tensor, cfg: ScoreMatchConfig, device: torch.device,
-             progress: Advance = ignore) -> Evaluation:
-    """Compare ``net`` with the true MoLRG denoiser and the empirical optimum of ``train`` (see module docs);
+             progress: Advance = ignore, judgement: Judgement | None = None) -> Evaluation:
+    """Judge ``net`` trained on ``train`` (see the module docs): the verdict (``judgement`` when the caller already
+    judged the net on :func:`build_plan`'s plan, as the training-time axis does) and the per-sigma table.
     ``progress`` advances by :data:`EVALUATION_UNITS` in all."""
     train_dev = train.to(device=device, dtype=torch.float64)
     emp = EmpiricalDenoiser(train_dev, compute_dtype=torch.float64)
     with exact_float32_matmul():
         errors = reference_errors(net, mol, emp, train, cfg, device, progress)
-        noise = noise_for_seeds(range(cfg.sample_seeds), (cfg.dim,), dtype=torch.float64, device=device)
-        grid = edm_sigmas(cfg.sampler_steps)
-        samples = {}
-        for name, d in (("net", net), ("empirical", emp), ("true", mol)):
-            samples[name] = sample(d, noise, grid, cfg.solver)
-            progress(1)
-    summary, per_sample = sample_statistics(samples, mol, train_dev, cfg)
-    verdict = decide(errors["true"], errors["train"])
-    per_sigma = []
-    for name, err in errors.items():
-        for i, s in enumerate(eval_sigmas(cfg)):
-            per_sigma.append({
-                "queries": name, "sigma": s, "l_score_true": err.l_score_true[i],
-                "l_score_empirical": err.l_score_emp[i], "e_true": err.e_true[i], "e_empirical": err.e_emp[i],
-                "reference_gap": err.gap[i], "position": err.position[i], "offset": err.offset[i],
-                "decisive": bool(verdict.decisive[name][i])})
-    metrics = {**l_score_metrics(errors, cfg), "generalization_index": verdict.generalization_index, **summary,
-               "verdict": verdict.label, "verdict_detail": verdict.as_dict()}
-    return Evaluation(metrics, per_sigma, per_sample, errors)
+    if judgement is None:
+        judgement = judge_denoiser(build_plan(cfg, mol, train, device), net)
+    progress(1)
+    metrics = {**l_score_metrics(errors, cfg), **verdict_numbers(judgement.detail),
+               "verdict_detail": judgement.detail}
+    return Evaluation(metrics, per_sigma_rows(errors), judgement.per_sample, errors)

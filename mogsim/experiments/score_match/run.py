@@ -1,10 +1,12 @@
 """One score-matching run in its content-addressed run folder: draw the problem, train (or resume) on the training
-engine, evaluate, record; and the training of a group of cells as the members of one model, which sweeps share.
+engine with the training-time axis, evaluate, record; sweeps share :func:`finish_cell`.
 
 Run folder (:class:`mogsim.runs.RunFolder`, ``<out>/<slug>-<key>/``): ``config.json`` (resolved config, seeds,
-budget, provenance, launches), ``checkpoints/`` (training state every 10% of the steps, at Ctrl-C and at the time
-limit; the next launch resumes from it exactly), ``log.csv``, ``per_sigma.csv``, ``per_sigma.png``, ``samples.npz``,
-and ``metrics.json`` last (re-running a finished configuration reuses it), plus ``report.pdf`` with ``report``.
+budget, provenance, launches), ``checkpoints/`` (training state at every point of the time axis, every 10% of the
+steps, at Ctrl-C and at the time limit; the next launch resumes from it exactly), ``log.csv``, ``time.csv`` and
+``time_axis.json`` (the verdict's numbers at each evaluated step, the cost record), ``per_sigma.csv``,
+``per_sigma.png``, ``samples.npz``, and ``metrics.json`` last (re-running a finished configuration reuses it), plus
+``report.pdf`` with ``report``.
 """
 
 from __future__ import annotations
@@ -12,27 +14,24 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 
+from ...analysis.training_time import cell_events
 from ...closed_forms import MoLRG
 from ...denoiser import Denoiser, ProgressFactory
 from ...devices import resolve_device
-from ...nets import PreconditionedDenoiser
+from ...metrics.molrg_verdict import Judgement
 from ...progress import silent
 from ...provenance import provenance
 from ...runs import RunFolder, read_csv
-from ...training import DistContext, RuntimeOptions, Trainer
-from .config import ScoreMatchConfig, training_config
-from .evaluation import EVALUATION_UNITS, evaluate, rules
+from .config import ScoreMatchConfig
+from .evaluation import EVALUATION_UNITS, build_plan, evaluate, rules
+from .timeline import TIME_FILE, train_members
 
 RUN_KIND = "mogsim-score-match"
 METRICS_FILE = "metrics.json"
-#: loss rows per run (every LOG_EVERY steps) and checkpoints per run (every 10% of the steps)
-LOG_EVERY = 50
-CHECKPOINTS_PER_RUN = 10
 
 
 def make_problem(cfg: ScoreMatchConfig) -> tuple[MoLRG, torch.Tensor]:
@@ -50,63 +49,32 @@ def launch_record(device: torch.device) -> dict[str, Any]:
             "device": str(device)}
 
 
-# -- training ----------------------------------------------------------------------------------------------------------
-@dataclass
-class Training:
-    """The EMA denoiser of a trained (or partly trained) group of members and what its training recorded."""
-
-    denoiser: PreconditionedDenoiser
-    complete: bool
-    resumed_at_step: int | None
-    summary: dict[str, Any]
-    history: list[list[float]]
-
-    def member_record(self, m: int) -> dict[str, Any]:
-        """Member ``m``'s training record: steps, seconds, first and last logged loss, loss history."""
-        rows = [[row[0], row[1 + m]] for row in self.history]
-        return {"steps_done": self.summary["steps"], "seconds": self.summary["wall_s"],
-                "resumed_at_step": self.resumed_at_step, "members": self.denoiser.members,
-                "loss_first": rows[0][1] if rows else float("nan"),
-                "loss_last": rows[-1][1] if rows else float("nan"), "loss_history": rows}
-
-
-def train_members(cfgs: Sequence[ScoreMatchConfig], sets: Sequence[torch.Tensor], folder: RunFolder,
-                  resume: Path | None, device: torch.device, *, progress: ProgressFactory = silent,
-                  deadline: float | None = None, description: str = "training") -> Training:
-    """Train ``cfgs`` on their training ``sets`` as the members of one model in ``folder`` (resuming from
-    ``resume``), to the budget or the ``deadline``."""
-    steps = cfgs[0].steps
-    runtime = RuntimeOptions(checkpoint_every=max(1, steps // CHECKPOINTS_PER_RUN), keep_checkpoints=1,
-                             log_every=LOG_EVERY, progress="none")
-    trainer = Trainer(training_config(cfgs), [s.to(torch.float32) for s in sets], runtime=runtime,
-                      ctx=DistContext(device=device))
-    resumed = None
-    if resume is not None:
-        trainer.resume(resume)
-        resumed = trainer.step
-        description += f" (resumed at step {resumed})"
-    summary = trainer.fit(steps, folder.path, progress=progress, deadline=deadline, description=description)
-    return Training(trainer.ema_denoiser(), summary["complete"], resumed, summary, trainer.history)
-
-
-# -- evaluation and results --------------------------------------------------------------------------------------------
 def finish_cell(folder: RunFolder, cfg: ScoreMatchConfig, net: Denoiser, mol: MoLRG, train: torch.Tensor,
-                device: torch.device, training: dict[str, Any], *, report: bool, figure: bool = True,
+                device: torch.device, training: dict[str, Any], judgement: Judgement,
+                time_rows: list[dict[str, Any]], time_axis: dict[str, Any], *, report: bool, figure: bool = True,
                 progress: ProgressFactory = silent, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Evaluate a trained denoiser and write the run folder's result files, ``metrics.json`` last; returns the
-    metrics. ``figure=False`` skips ``per_sigma.png`` (sweeps draw one combined figure instead)."""
+    """Evaluate a trained denoiser (its verdict: ``judgement``, from the time axis's last point) and write the run
+    folder's result files, ``metrics.json`` last; returns the metrics. ``figure=False`` skips ``per_sigma.png``
+    (sweeps draw combined figures instead)."""
     t0 = time.monotonic()
-    ev = evaluate(net, mol, train, cfg, device, progress=progress("evaluating", EVALUATION_UNITS))
+    ev = evaluate(net, mol, train, cfg, device, progress=progress("evaluating", EVALUATION_UNITS),
+                  judgement=judgement)
     eval_seconds = time.monotonic() - t0
     folder.write_csv("per_sigma.csv", ev.per_sigma)
+    folder.write_csv(TIME_FILE, time_rows)
     folder.write_npz("samples.npz", **ev.per_sample)
     if figure:
-        from ...report.figures import per_sigma_figure  # matplotlib, only when drawing
-
-        title = (f"r={cfg.rank}, N={cfg.num_train}, K={cfg.components}, n={cfg.dim}, {cfg.arch} w{cfg.width}, "
-                 f"{cfg.steps} steps")
-        per_sigma_figure(ev.per_sigma, title).savefig(folder.file("per_sigma.png"), dpi=100)
+        try:
+            from ...report.figures import per_sigma_figure  # matplotlib, only when drawing
+        except ImportError:
+            pass
+        else:
+            title = (f"r={cfg.rank}, N={cfg.num_train}, K={cfg.components}, n={cfg.dim}, {cfg.arch} w{cfg.width}, "
+                     f"{cfg.steps} steps")
+            per_sigma_figure(ev.per_sigma, title, band=judgement.detail["levels"]["sigmas"]).savefig(
+                folder.file("per_sigma.png"), dpi=100)
     metrics = {**ev.metrics, "budget": cfg.budget(),
+               "time_axis": {**time_axis, "events": cell_events(time_rows)},
                "training": {k: v for k, v in training.items() if k != "loss_history"},
                "loss_history": training.get("loss_history", []),
                "eval_seconds": eval_seconds, "rules": rules(cfg), "provenance": provenance(device), **(extra or {})}
@@ -116,18 +84,11 @@ def finish_cell(folder: RunFolder, cfg: ScoreMatchConfig, net: Denoiser, mol: Mo
     return metrics
 
 
-def write_report(path: str | Path) -> Path:
-    """Write ``report.pdf`` of a finished run folder from its stored files (the one ``--report`` call)."""
-    from ...report.pdf import write_run_report  # matplotlib, only for reports
+def write_report(path: str | Path, name: str = "report.pdf") -> Path:
+    """Write ``<path>/<name>`` from the folder's stored files with :func:`mogsim.report.write_report`."""
+    from ...report import write_report as build  # reportlab and matplotlib, only for reports
 
-    folder = RunFolder(path)
-    config = folder.read_config()["config"]
-    metrics = folder.read_json(METRICS_FILE)
-    with np.load(folder.file("samples.npz")) as z:
-        per_sample = {k: z[k] for k in z.files}
-    short = {k: v for k, v in metrics.items() if k not in ("loss_history", "provenance", "rules")}
-    return write_run_report(folder.file("report.pdf"), {**config, "n": config["num_train"]}, short,
-                            metrics.get("provenance", {}), read_csv(folder.file("per_sigma.csv")), per_sample)
+    return build([path], Path(path) / name).path
 
 
 @dataclass
@@ -152,12 +113,15 @@ def run_score_match(cfg: ScoreMatchConfig, out: Any, *, device: str | torch.devi
         with folder.session({"config": cfg.resolved(dev), "provenance": provenance(dev)},
                             launch=launch_record(dev)) as resume:
             mol, train = make_problem(cfg)
-            training = train_members([cfg], [train], folder, resume, dev, progress=progress, deadline=deadline)
-            if not training.complete:
+            plan = build_plan(cfg, mol, train, dev)
+            training = train_members([cfg], [train], folder, resume, dev, plans=[plan], progress=progress,
+                                     deadline=deadline)
+            if not training.complete or training.final is None:
                 return RunResult(folder.path, {}, [], reused=False, complete=False,
                                  resumed_at_step=training.resumed_at_step)
             metrics = finish_cell(folder, cfg, training.denoiser.member(0), mol, train, dev,
-                                  training.member_record(0), report=report, progress=progress)
+                                  training.member_record(0), training.final[0], training.member_rows(0),
+                                  training.time_axis, report=report, progress=progress)
         return RunResult(folder.path, metrics, read_csv(folder.file("per_sigma.csv")), reused=False,
                          resumed_at_step=training.resumed_at_step)
     if report and not folder.has("report.pdf"):

@@ -1,0 +1,120 @@
+"""The papers' claims beside what a sweep measured, each judged by a stated rule from the sweep's own numbers.
+
+Stored in ``sweep_metrics.json`` as ``paper_claims`` (``paper``, ``measured``, ``agrees``, ``basis``); the report
+prints them verbatim. ``agrees`` is one of yes / partly / no / not judged, and ``basis`` states the rule:
+
+* small N memorizes, large N generalizes, and the net then reproduces the true sampler: the share of cells (over
+  widths, ranks and seeds) at the smallest / largest N with the predicted verdict or RP >= 1/2: all = yes, some =
+  partly, none = no;
+* N* grows with r, roughly linearly: the exponent b of N* ~ r^b under RP(net, true sampler) (the measure that needs
+  no threshold on the net's errors), per width: yes when every width's 95% interval lies above 0 and contains 1,
+  partly when above 0 only, no otherwise;
+* memorization time grows with N, roughly linearly, while the time to become accurate barely does (Bonnaire et al.):
+  per (width, r) the exponents of t* ~ N^b: yes when every memorization-onset interval lies above 0 and every
+  accuracy interval contains 0, partly when one of the two holds, no when neither does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+ZHANG = "Zhang et al. (2024), Fig. 5"
+SMALL_N = f"Small N: the learned score is close to the empirical score, and samples copy training points ({ZHANG})."
+LARGE_N = f"Large N: the learned score is close to the true MoLRG score ({ZHANG})."
+GROWS = f"The N needed to generalize grows with the rank r, roughly linearly ({ZHANG})."
+REPRODUCE = ("In the generalization regime the same noise gives the same sample as the true-score sampler "
+             "(reproducibility, Zhang et al. 2024).")
+TIME = ("The training time needed to memorize grows linearly with N, the time needed to generalize barely depends on "
+        "N (Bonnaire et al., NeurIPS 2025).")
+#: The measure whose exponent judges the growth of N* with r.
+PRIMARY = "rp_net_true"
+
+
+def _g(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.3g}"
+
+
+def _range(values: Sequence[Any]) -> str:
+    nums = [float(v) for v in values if v not in (None, "")]
+    if not nums:
+        return "n/a"
+    lo, hi = min(nums), max(nums)
+    return _g(lo) if _g(lo) == _g(hi) else f"{_g(lo)} to {_g(hi)}"
+
+
+def _share(hits: int, total: int) -> str:
+    return "yes" if total and hits == total else "partly" if hits else "no"
+
+
+def _interval(fit: dict[str, Any]) -> str:
+    return f"{_g(fit.get('b'))} [{_g(fit.get('ci_low'))}, {_g(fit.get('ci_high'))}]"
+
+
+def _above_zero(fit: dict[str, Any]) -> bool:
+    return fit.get("ci_low") is not None and fit["ci_low"] > 0
+
+
+def _contains(fit: dict[str, Any], value: float) -> bool:
+    return fit.get("ci_low") is not None and fit.get("ci_high") is not None and fit["ci_low"] <= value <= fit["ci_high"]
+
+
+def _at(rows: Sequence[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    return [r for r in rows if int(r["n"]) == n]
+
+
+def paper_claims(rows: Sequence[dict[str, Any]], found: dict[str, Any]) -> list[dict[str, str]]:
+    """The claims with what the sweep measured and whether it agrees (see the module docstring for the rules)."""
+    if not rows:
+        return []
+    ns = sorted({int(r["n"]) for r in rows})
+    small, large = _at(rows, ns[0]), _at(rows, ns[-1])
+    mem = sum(r["verdict"] == "memorizing" for r in small)
+    gen = sum(r["verdict"] == "generalizing" for r in large)
+    rp = sum(float(r["rp_net_true"]) >= 0.5 for r in large)
+    claims = [
+        {"paper": SMALL_N, "agrees": _share(mem, len(small)),
+         "measured": (f"N = {ns[0]}: memorizing in {mem} of {len(small)} cells; kappa {_range([r['kappa'] for r in small])}"
+                      f", worst rel vs D_emp on training queries {_range([r['worst_rel_empirical_train'] for r in small])}"),
+         "basis": "the verdict of every cell at the smallest N: all memorizing = yes, some = partly, none = no"},
+        {"paper": LARGE_N, "agrees": _share(gen, len(large)),
+         "measured": (f"N = {ns[-1]}: generalizing in {gen} of {len(large)} cells; worst rel vs D_true "
+                      f"{_range([r['worst_rel_true_fresh'] for r in large])} (fresh), "
+                      f"{_range([r['worst_rel_true_train'] for r in large])} (training queries)"),
+         "basis": "the verdict of every cell at the largest N: all generalizing = yes, some = partly, none = no"},
+        {"paper": REPRODUCE, "agrees": _share(rp, len(large)),
+         "measured": f"N = {ns[-1]}: RP(net, true sampler) {_range([r['rp_net_true'] for r in large])}; "
+                     f"RP >= 0.5 in {rp} of {len(large)} cells",
+         "basis": "RP(net, true sampler) >= 0.5 in every cell at the largest N = yes, in some = partly, none = no"},
+    ]
+    widths = found.get("by_width", {})
+    fits = {w: entry["n_star"]["measures"] for w, entry in widths.items()}
+    primary = [m[PRIMARY]["fit"] for m in fits.values() if PRIMARY in m]
+    if primary and all(f.get("b") is not None for f in primary):
+        above = all(_above_zero(f) for f in primary)
+        agrees = "yes" if above and all(_contains(f, 1.0) for f in primary) else "partly" if above else "no"
+    else:
+        agrees = "not judged"
+    measured = "; ".join(f"width {w}: " + ", ".join(f"{name} b = {_interval(m['fit'])}" for name, m in ms.items())
+                         for w, ms in fits.items())
+    claims.append({"paper": GROWS, "agrees": agrees, "measured": f"N* ~ r^b, b [95% interval]: {measured}",
+                   "basis": f"b of {PRIMARY} per width: every interval above 0 and containing 1 = yes, above 0 only "
+                            "= partly, otherwise no; not judged without a fit"})
+    timed = {w: entry["time"]["events"] for w, entry in widths.items() if entry.get("time")}
+    if timed:
+        onset = [f for ev in timed.values() for f in ev["memorization_onset"]["fits"].values() if f.get("b") is not None]
+        acc = [f for ev in timed.values() for f in ev["accurate"]["fits"].values() if f.get("b") is not None]
+        grows = bool(onset) and all(_above_zero(f) for f in onset)
+        flat = bool(acc) and all(_contains(f, 0.0) for f in acc)
+        agrees = ("not judged" if not onset and not acc else "yes" if grows and flat else
+                  "partly" if grows or flat else "no")
+        parts = []
+        for w, ev in timed.items():
+            for key, fit in ev["memorization_onset"]["fits"].items():
+                a = ev["accurate"]["fits"].get(key, {})
+                parts.append(f"width {w}, r = {fit['rank']}: memorization onset b = {_interval(fit)} "
+                             f"({fit['censored_never']} N never), accurate b = {_interval(a)} "
+                             f"({a.get('censored_never', 'n/a')} N never)")
+        claims.append({"paper": TIME, "agrees": agrees, "measured": "t* ~ N^b: " + "; ".join(parts),
+                       "basis": "every memorization-onset interval above 0 and every accuracy interval containing 0 = "
+                                "yes, one of the two = partly, neither = no; censored N are left out of the fits"})
+    return claims
