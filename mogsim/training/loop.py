@@ -297,6 +297,9 @@ class Trainer:
         if cfg.grad_clip > 0:
             clip_member_grads_(grads, norms, cfg.grad_clip)
         self.optimizer.step(cfg.lr_at(step))
+        after_step = getattr(self.net, "after_optimizer_step", None)  # e.g. re-orthonormalise constrained weights
+        if after_step is not None:
+            after_step()
         self.ema.update(self.net, (step + 1) * cfg.batch, cfg.batch)
         self.step = step + 1
         return loss_sum, norms
