@@ -136,6 +136,34 @@ TRAINING_ROWS: list[tuple[list[str], str]] = [
 ]
 BAD_INPUTS += TRAINING_ROWS
 
+SR = ["subspace-recovery", "--quiet"]
+#: ``mogsim subspace-recovery`` (paper 2, Fig. 4): grids, the trained method's recipe, config files, --out
+RECOVERY_ROWS: list[tuple[list[str], str]] = [
+    (SR + ["--ranks", "2,49"], "--ranks: d = 49 exceeds --dim n = 48"),
+    (SR + ["--components", "7", "--ranks", "8"], "K * d = 7 * 8 = 56 exceeds --dim n = 48"),
+    (SR + ["--nks", "0,2"], "--nks '0,2': values must be >= 1"),
+    (SR + ["--nks", "2,x"], "--nks '2,x'"),
+    (SR + ["--ranks", "2,2"], "--ranks 2,2: a value is listed twice"),
+    (SR + ["--dim", "0"], "--dim 0"),
+    (SR + ["--methods", "pca,bogus"], "--methods"),
+    (SR + ["--trials", "0"], "--trials 0"),
+    (SR + ["--threshold", "nan"], "--threshold nan"),
+    (SR + ["--time-limit", "0"], "--time-limit 0"),
+    (SR + ["--components", "1", "--methods", "ksubspaces"], "not applicable"),
+    (SR + ["--methods", "lowrank-net", "--net-ranks", "49"], "--net-ranks: d = 49 exceeds --dim n = 48"),
+    (SR + ["--net-components", "7", "--net-ranks", "8"], "--net-components * --net-ranks: K * d = 7 * 8"),
+    (SR + ["--net-nks", "0"], "--net-nks '0': values must be >= 1"),
+    (SR + ["--net-sigma-min", "0.5"], "--net-sigma-min 0.5 >= --net-sigma-max 0.1"),
+    (SR + ["--net-lr", "inf"], "--net-lr inf"),
+    (SR + ["--net-starts", "0"], "--net-starts 0"),
+    (SR + ["--net-trials", "99999999999999999999"], "--net-trials"),
+    (SR + ["--net-trials", "1000", "--net-starts", "1000"], "networks per cell"),
+    (SR + ["--config", "{inputs}/typo.json"], "unknown key(s) rnak"),
+    (SR + ["--config", "{inputs}/nan.json"], "--config"),
+    (SR + ["--out", "{inputs}/images.npy"], "--out"),
+]
+BAD_INPUTS += RECOVERY_ROWS
+
 #: Rows (their argv joined by spaces) that also run through the installed console script: a subprocess each,
 #: a second or more of start-up, so only a few.
 CONSOLE_ROWS = ["nonsense", "sample --seeds 0-99999999999999999999",
