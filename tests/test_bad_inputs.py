@@ -164,6 +164,33 @@ RECOVERY_ROWS: list[tuple[list[str], str]] = [
 ]
 BAD_INPUTS += RECOVERY_ROWS
 
+JR = ["jacobian-rank", "--quiet", "--device", "cpu"]
+#: ``mogsim jacobian-rank`` (paper 2, Fig. 3): the MoLRG's sizes, the model and run folder, the grid, the rank rule
+JACOBIAN_ROWS: list[tuple[list[str], str]] = [
+    (JR + ["--rank", "49"], "--rank 49 exceeds --dim 48"),
+    (JR + ["--components", "13", "--rank", "4"], "--components * --rank = 13 * 4 = 52 exceeds --dim 48"),
+    (JR + ["--dim", "0"], "--dim 0"),
+    (JR + ["--model", "net"], "--model net: needs --run"),
+    (JR + ["--model", "gmm"], "--model"),
+    (JR + ["--model", "molrg", "--run", "{inputs}"], "--run: applies to --model net; leave it out"),
+    (JR + ["--run", "{inputs}"], "not a folder written by mogsim train or mogsim score-match"),
+    (JR + ["--run", "{inputs}/missing-run"], "not a folder written by"),
+    (JR + ["--run", "{inputs}/untrained-run"], "has no checkpoints"),
+    (JR + ["--seeds", "0-5000"], "at most 4,096"),
+    (JR + ["--seeds", "x"], "--seeds 'x'"),
+    (JR + ["--energy", "0"], "--energy 0"),
+    (JR + ["--energy", "1.5"], "--energy 1.5"),
+    (JR + ["--energy", "nan"], "--energy nan"),
+    (JR + ["--sigma-min", "100"], "--sigma-min 100.0 >= --sigma-max 80.0"),
+    (JR + ["--sampler-steps", "1"], "--sampler-steps 1"),
+    (JR + ["--solver", "rk4"], "--solver"),
+    (JR + ["--max-batch", "0"], "--max-batch 0"),
+    (["jacobian-rank", "--quiet", "--device", "tpu"], "--device"),
+    (JR + ["--out", "{inputs}/images.npy"], "--out"),
+    (JR + ["--config", "{inputs}/typo.json"], "unknown key(s) rnak"),
+]
+BAD_INPUTS += JACOBIAN_ROWS
+
 #: Rows (their argv joined by spaces) that also run through the installed console script: a subprocess each,
 #: a second or more of start-up, so only a few.
 CONSOLE_ROWS = ["nonsense", "sample --seeds 0-99999999999999999999",
@@ -194,6 +221,9 @@ def inputs(tmp_path_factory) -> Path:
     (folder / "rank_two.json").write_text(json.dumps({"rank": "two"}))
     (folder / "nan.json").write_text('{"lr": NaN}')
     (folder / "typo.json").write_text(json.dumps({"rnak": 2}))
+    (folder / "untrained-run").mkdir()  # a mogsim train run folder that never wrote a checkpoint
+    (folder / "untrained-run" / "config.json").write_text(json.dumps({"format": "mogsim-train-run", "train": {"net": {
+        "name": "mlp", "family": "mlp", "sample_shape": [48], "kwargs": {"dim": 48}}}}))
     (folder / "notes").mkdir()
     (folder / "notes" / "notes.txt").write_text("someone else's folder")
     return folder

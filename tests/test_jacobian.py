@@ -153,3 +153,16 @@ def test_bad_inputs():
         jacobian_rank(mol, torch.ones(2, 8, dtype=torch.int64), 1.0)
     with pytest.raises(InputError, match="max_batch"):
         jacobian_rank(mol, x, 1.0, max_batch=0)
+
+
+@FEW
+@given(st.integers(2, 40), st.integers(0, 10**6), st.floats(0.05, 1.0))
+def test_singular_values_from_the_gram_matrix_match_the_svd(n, seed, decay):
+    gen = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    spectrum = decay ** torch.arange(n, dtype=torch.float64) * 3.0
+    jac = (u * spectrum) @ v.T  # a generic (non-symmetric) Jacobian of known singular values
+    values = singular_values(jac[None])[0]
+    torch.testing.assert_close(values[values > 1e-6], spectrum[spectrum > 1e-6], rtol=1e-9, atol=1e-9)
+    assert int(numerical_rank(values)) == int(numerical_rank(torch.linalg.svdvals(jac)))

@@ -146,9 +146,16 @@ def test_trained_cell_does_not_depend_on_the_thread_count():
     assert [r["error_max"] for r in one] == pytest.approx([r["error_max"] for r in two], abs=1e-4)
 
 
-def test_trained_run_resumes_to_the_straight_run(tmp_path):
-    cfg = replace(TRAINED, net_components=(2,), net_trials=2, net_starts=2, net_steps=50)
-    straight = run_subspace_recovery(cfg, tmp_path / "a")
+TINY_TRAINED = replace(TRAINED, net_components=(2,), net_trials=2, net_starts=2, net_steps=50)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    return run_subspace_recovery(TINY_TRAINED, tmp_path_factory.mktemp("trained"))
+
+
+def test_trained_run_resumes_to_the_straight_run(trained_run, tmp_path):
+    cfg, straight = TINY_TRAINED, trained_run
     part = run_subspace_recovery(cfg, tmp_path / "b", deadline=0.0)
     assert not part.complete
     done = run_subspace_recovery(cfg, tmp_path / "b")
@@ -194,3 +201,22 @@ def test_cli_config_file_sets_options(small_run, tmp_path, capsys):
                            str(small_run.path.parent)], capsys)
     assert code == 0, err
     assert "reused finished results" in out  # the same configuration as SMALL, hence the same run folder
+
+
+def test_report_prints_only_stored_numbers(small_run, trained_run, tmp_path):
+    from test_report import check_report
+
+    from mogsim.report import write_report
+
+    result = write_report([small_run.path, trained_run.path], tmp_path / "r.pdf")
+    assert [s.kind for s in result.sections] == ["subspace recovery"] * 2
+    text = " ".join(check_report(result).split())
+    assert "Noiseless recovery of the subspaces is exact if and only if" in text and "lowrank-net, K = 2" in text
+    claims = result.sections[0].claims
+    assert [c.agrees for c in claims] == ["yes", "yes", "not judged"]  # the stored labels, then the unjudged ratio
+
+
+def test_cli_report_flag_writes_report_pdf(small_run, capsys):
+    code, out, err = _cli(["subspace-recovery", *SMALL_ARGS, "--out", str(small_run.path.parent), "--report"], capsys)
+    assert code == 0, err
+    assert (small_run.path / "report.pdf").is_file()

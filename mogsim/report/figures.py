@@ -368,3 +368,48 @@ def subspace_phase_figure(cells: Sequence[Mapping[str, Any]], panels: Sequence[t
             bar.set_label("success rate")
         fig.suptitle(f"Subspace recovery from noiseless MoLRG data, n = {dim}", y=1 - 0.12 / height)
     return fig
+
+
+def jacobian_rank_figure(rows: Sequence[Mapping[str, Any]], dim: int, reference: Mapping[str, int] | None = None,
+                         title: str = "") -> Figure:
+    """Paper 2's Fig. 3 for one model: per noise level, a violin of the Jacobian's numerical rank / n over the
+    samples, against the SNR 1/sigma (log axis); the median marked; for a model of an MoLRG, d/n and K d/n dashed.
+
+    ``rows`` are the records of ``ranks.csv`` (keys ``sigma`` and ``rank_over_n``; numbers or strings).
+    """
+    with print_style():
+        fig = Figure(figsize=(6.9, 2.8))
+        fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.86 if title else 0.94)
+        ax = fig.subplots()
+        groups: dict[float, list[float]] = defaultdict(list)
+        for r in rows:
+            groups[_f(r, "sigma")].append(_f(r, "rank_over_n"))
+        sigmas = sorted(groups, reverse=True)
+        position = [math.log10(1.0 / s) for s in sigmas]
+        values = [np.array(groups[s]) for s in sigmas]
+        spread = [v for v, p in zip(values, position) if np.ptp(v) > 0]
+        if spread:  # a KDE needs a spread; constant levels are drawn as a bar below
+            parts = ax.violinplot(spread, [p for v, p in zip(values, position) if np.ptp(v) > 0], widths=0.18,
+                                  showextrema=False)
+            for body in parts["bodies"]:
+                body.set_facecolor("tab:blue")
+                body.set_alpha(0.45)
+        for v, p in zip(values, position):
+            lo, hi = float(v.min()), float(v.max())
+            ax.plot([p, p], [lo, hi], color="tab:blue", lw=0.6)
+            ax.plot([p - 0.06, p + 0.06], [float(np.median(v))] * 2, color="k", lw=1.2)
+        if reference:
+            d, k = int(reference["rank"]), int(reference["components"])
+            ax.axhline(d / dim, color="tab:red", ls="--", lw=0.8, label=f"d / n = {d}/{dim}")
+            ax.axhline(k * d / dim, color="tab:green", ls="--", lw=0.8, label=f"K d / n = {k * d}/{dim}")
+            ax.legend(loc="upper right")
+        ticks = [t for t in range(math.floor(min(position)), math.ceil(max(position)) + 1)]
+        ax.set_xticks(ticks, [f"$10^{{{t}}}$" for t in ticks])
+        ax.set_xlim(min(position) - 0.25, max(position) + 0.25)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("SNR $1/\\sigma$")
+        ax.set_ylabel("numerical rank / n")
+        ax.grid(True, which="major", alpha=0.3)
+        if title:
+            ax.set_title(title)
+    return fig
