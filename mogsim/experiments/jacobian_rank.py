@@ -60,7 +60,7 @@ TRAIN_FORMAT, SCORE_MATCH_FORMAT = "mogsim-train-run", "mogsim-score-match"
 
 
 def _parse_seeds(text: str) -> tuple[int, ...]:
-    return tuple(parse_seeds(text, option="--seeds"))
+    return tuple(parse_seeds(text, option="seeds"))
 
 
 @dataclass(frozen=True)
