@@ -19,7 +19,7 @@ from mogsim import EmpiricalDenoiser, MoLRG, noise_for_seeds
 from mogsim.errors import InputError
 from mogsim.metrics.jacobian import (denoiser_jacobian, jacobian_rank, numerical_rank, singular_values,
                                      trajectory_ranks)
-from mogsim.nets import MLP, PreconditionedDenoiser
+from mogsim.nets import MLP, PreconditionedDenoiser, build_network
 from mogsim.nets.lowrank import LowRankDenoiser
 
 FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -51,6 +51,23 @@ def test_jacobian_matches_autograd_for_the_closed_form_and_a_network():
     low = LowRankDenoiser(12, 2, 3, dtype=torch.float64)
     torch.testing.assert_close(denoiser_jacobian(low, x0, 0.3), _autograd_jacobian(low, x0, 0.3).detach(),
                                rtol=1e-10, atol=1e-13)
+
+
+def test_jacobian_of_a_unet_with_attention():
+    """Attention runs through forward-mode AD: torch's fused kernels (flash on CPU for contiguous inputs, flash and
+    memory-efficient on CUDA) have no JVP, so the Jacobian uses the math backend."""
+    def attend(x: torch.Tensor, sigma) -> torch.Tensor:  # (B, 24) as 6 tokens of 4 features, contiguous
+        tokens = x.reshape(-1, 1, 6, 4).contiguous()
+        return torch.nn.functional.scaled_dot_product_attention(tokens, tokens, tokens).reshape(-1, 24)
+
+    x = torch.randn(2, 24, dtype=torch.float64)
+    torch.testing.assert_close(denoiser_jacobian(attend, x, 1.0), _autograd_jacobian(attend, x, 1.0),
+                               rtol=1e-10, atol=1e-12)
+    net = build_network("unet-tiny", (3, 4, 4), channel_mult=(1, 2), attn_resolutions=(4,))
+    den = PreconditionedDenoiser(net).eval()
+    x = torch.randn(2, 3, 4, 4)
+    ref = _autograd_jacobian(den, x, 0.5).detach().reshape(2, 48, 48)
+    torch.testing.assert_close(denoiser_jacobian(den, x, 0.5, max_batch=40), ref, rtol=1e-4, atol=1e-5)
 
 
 def test_linear_denoiser_of_known_spectrum():

@@ -19,7 +19,8 @@ all (sample, direction) pairs are evaluated as one batch of inputs ``x_b`` with 
 ``torch.autograd.forward_ad``, which ``torch.no_grad`` does not switch off), ``max_batch`` pairs per call, so the
 Python loop runs over chunks of pairs, never over n. This needs a denoiser that acts on each sample independently
 (every closed form and network in mogsim does). The JVPs run in the denoiser's own dtype (float64 for the closed
-forms with float64 inputs, float32 for networks). The rank needs only the squared singular values, the eigenvalues
+forms with float64 inputs, float32 for networks); attention runs on torch's math backend, the only one with
+forward-mode derivatives (the flash and memory-efficient kernels raise). The rank needs only the squared singular values, the eigenvalues
 of ``J J^T`` (symmetric, float64; a symmetric eigensolver is several times faster than an SVD at n = 3072, and its
 absolute error ~1e-16 ||J||^2 cannot move a 99% cut); :func:`jacobian_rank` forms the Jacobians of at most
 ``max(1, max_batch // n)`` samples at a time, so memory stays at that many n x n matrices.
@@ -34,6 +35,7 @@ from typing import Any, Callable, Collection, Iterator, Sequence
 
 import torch
 from torch.autograd import forward_ad
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..conventions import Sigma, check_positive_sigma
 from ..errors import InputError
@@ -80,7 +82,8 @@ def denoiser_jacobian(denoiser: Denoise, x: torch.Tensor, sigma: Sigma, *, max_b
         primal = flat[b_idx].reshape(-1, *shape)
         tangent = torch.nn.functional.one_hot(j_idx, n).to(flat.dtype).reshape(-1, *shape)
         sig_rep = sig[b_idx]
-        with warnings.catch_warnings(), forward_ad.dual_level():
+        # only the math attention backend has forward-mode derivatives (flash/efficient kernels raise)
+        with warnings.catch_warnings(), forward_ad.dual_level(), sdpa_kernel(SDPBackend.MATH):
             # torch loads its forward-AD decompositions on first use through the deprecated torch.jit.script
             warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
             out = denoiser(forward_ad.make_dual(primal, tangent), sig_rep)
