@@ -4,11 +4,14 @@ full 3,072 x 3,072 Jacobian at each of the 18 levels (18 x 3,072 forward-mode JV
 float64). Target: under 30 s per sample on an H200.
 
 The net is an untrained DDPM++ UNet (``--arch``, default unet-64, VP preconditioning; the cost does not depend on
-the weights) unless ``--run`` names a ``mogsim train`` run folder. One sample is run first as a warm-up (cuDNN
-autotuning, forward-AD set-up); then ``--samples`` samples are timed one by one (CUDA synchronised), each through
-:func:`mogsim.metrics.jacobian.iter_trajectory_ranks` exactly as the command runs it. Reported: the median seconds per
-sample, the split into sampling and Jacobians for the last sample, and JVPs per second. TF32 is off unless ``--tf32``;
-``--bf16`` runs the net under bfloat16 autocast (faster, less exact).
+the weights) unless ``--run`` names a ``mogsim train`` run folder. A warm-up sample over the first
+``--warmup-levels`` levels runs first (cuDNN autotuning and forward-AD set-up see the same shapes at every level);
+then ``--samples`` samples are timed one by one (CUDA synchronised), each through
+:func:`mogsim.metrics.jacobian.iter_trajectory_ranks` exactly as the command runs it, until ``--budget-s`` seconds
+would be exceeded (at least one is timed). The JSON is rewritten after every sample, so a run stopped from outside
+keeps what it measured. Reported: the median seconds per sample, each sample's split into sampling and Jacobians, and
+JVPs per second. TF32 is off unless ``--tf32`` (as in ``mogsim jacobian-rank``); ``--bf16`` runs the net under
+bfloat16 autocast (faster, less exact).
 
 Usage (GPU)::
 
@@ -59,11 +62,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def one_sample(den: PreconditionedDenoiser, seed: int, args: argparse.Namespace, device: torch.device
-               ) -> dict[str, Any]:
-    """Seconds for one sample's trajectory and its 18 ranks (and the sampling alone, timed separately)."""
+def one_sample(den: PreconditionedDenoiser, seed: int, args: argparse.Namespace, device: torch.device,
+               num_levels: int | None = None) -> dict[str, Any]:
+    """Seconds for one sample's trajectory and its ranks at the first ``num_levels`` of the ``args.levels`` EDM
+    levels (all by default), and the sampling alone, timed separately."""
     noise = noise_for_seeds([seed], args.shape, device=device)
-    levels = edm_sigmas(args.levels)
+    count = args.levels if num_levels is None else num_levels
+    levels = edm_sigmas(args.levels)[:count + 1]  # the evaluated levels and the next one as the end
     _sync(device)
     t0 = time.perf_counter()
     sample(den, noise, levels, "heun")
@@ -81,6 +86,9 @@ def main() -> None:
     parser.add_argument("--arch", default="unet-64")
     parser.add_argument("--run", help="a mogsim train run folder: its EMA net instead of an untrained one")
     parser.add_argument("--samples", type=int, default=3, help="timed samples (after one warm-up sample)")
+    parser.add_argument("--warmup-levels", type=int, default=2, help="levels of the warm-up sample")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="time no further sample once this many seconds would be exceeded")
     parser.add_argument("--levels", type=int, default=18)
     parser.add_argument("--max-batch", type=int, default=1024, help="(sample, direction) pairs per JVP call")
     parser.add_argument("--bf16", action="store_true", help="run the net under bfloat16 autocast")
@@ -92,31 +100,43 @@ def main() -> None:
     args.shape = (3, 32, 32)
     if args.quick:
         args.arch, args.device, args.shape, args.samples, args.max_batch = "unet-tiny", "cpu", (3, 8, 8), 1, 192
-        args.levels = 3
+        args.levels, args.warmup_levels = 3, 1
     device = resolve_device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     n = math.prod(args.shape)
     den = build_net(args, device)
+    t_start = time.perf_counter()
     with float32_precision(args.tf32), torch.no_grad():
-        warm = one_sample(den, 0, args, device)
-        print(f"warm-up sample: {warm['seconds']:.2f} s", flush=True)
-        runs = []
+        warm = one_sample(den, 0, args, device, num_levels=args.warmup_levels)
+        print(f"warm-up sample ({args.warmup_levels} levels): {warm['seconds']:.2f} s", flush=True)
+        runs: list[dict[str, Any]] = []
         for seed in range(1, args.samples + 1):
+            elapsed = time.perf_counter() - t_start
+            if runs and args.budget_s is not None and elapsed + runs[-1]["seconds"] > args.budget_s:
+                print(f"stopping after {len(runs)} timed samples: --budget-s {args.budget_s:g}", flush=True)
+                break
             runs.append(one_sample(den, seed, args, device))
             r = runs[-1]
             print(f"seed {seed}: {r['seconds']:.2f} s (sampling {r['sampling_s']:.2f} s, Jacobians "
                   f"{r['jacobians_s']:.2f} s); ranks {r['ranks']}", flush=True)
+            write_json(args.out, summarise(args, n, warm, runs, device))
+    result = summarise(args, n, warm, runs, device)
+    print(f"median {result['median_s_per_sample']:.2f} s per sample over {len(runs)} ({result['jvps_per_sample']:,} "
+          f"JVPs: {result['jvps_per_s']:,.0f} JVP/s); target 30 s on an H200")
+
+
+def summarise(args: argparse.Namespace, n: int, warm: dict[str, Any], runs: list[dict[str, Any]],
+              device: torch.device) -> dict[str, Any]:
+    """The JSON record of the samples timed so far."""
     median = statistics.median(r["seconds"] for r in runs)
     jvps = args.levels * n
-    result: dict[str, Any] = {
+    return {
         "benchmark": "jacobian_rank", "date": dt.date.today().isoformat(), "arch": args.run or args.arch,
         "weights": "trained (run folder)" if args.run else "untrained (seeded init; the cost does not depend on them)",
         "sample_shape": list(args.shape), "n": n, "levels": args.levels, "max_batch": args.max_batch,
-        "bf16": args.bf16, "tf32": args.tf32, "warm_up_s": warm["seconds"], "runs": runs,
-        "median_s_per_sample": median, "jvps_per_sample": jvps, "jvps_per_s": jvps / median,
+        "bf16": args.bf16, "tf32": args.tf32, "warm_up_levels": args.warmup_levels, "warm_up_s": warm["seconds"],
+        "runs": runs, "median_s_per_sample": median, "jvps_per_sample": jvps, "jvps_per_s": jvps / median,
         "target_s_per_sample": 30.0, "provenance": provenance(device)}
-    print(f"median {median:.2f} s per sample ({jvps:,} JVPs: {jvps / median:,.0f} JVP/s); target 30 s on an H200")
-    write_json(args.out, result)
 
 
 if __name__ == "__main__":
