@@ -7,7 +7,6 @@ The options are generated from :class:`~mogsim.experiments.jacobian_rank.Jacobia
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import typer
@@ -49,19 +48,14 @@ def jacobian_rank(**options: Any) -> None:
     rank / n against the SNR (paper 2, Fig. 3)."""
     with flag_errors(FLAGS):
         cfg, run = resolve_command(options, JacobianConfig, JacobianRunOptions)
-        deadline = time.monotonic() + 60.0 * run.time_limit if run.time_limit is not None else None
         with progress_display("none" if run.quiet else "auto") as progress:
             res = run_jacobian_rank(cfg, run.out or "runs/jacobian-rank", device=run.device or "auto",
-                                    max_batch=run.max_batch, progress=progress, deadline=deadline,
+                                    max_batch=run.max_batch, progress=progress, deadline=run.deadline(),
                                     report=bool(run.report))
-    if not res.complete:
-        typer.echo(f"stopped at the time limit after {res.levels_done}/{res.levels_total} levels; results kept in "
-                   f"{res.path}. Re-run the same command to resume.")
-        raise typer.Exit(EXIT_TIME_LIMIT)
-    for line in result_lines(res.metrics):
+    for line in res.lines(result_lines):
         typer.echo(line)
-    typer.echo(f"run folder: {res.path}" + (" (reused finished results)" if res.reused else ""))
-
+    if not res.complete:
+        raise typer.Exit(EXIT_TIME_LIMIT)
 
 def register(app: typer.Typer) -> None:
     """Add the ``jacobian-rank`` command to ``app``."""

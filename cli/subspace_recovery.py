@@ -7,7 +7,6 @@ The options are generated from :class:`~mogsim.experiments.subspace_recovery.Rec
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import typer
@@ -62,18 +61,13 @@ def subspace_recovery(**options: Any) -> None:
     N_k = d (Fig. 4), with the phase diagram in phase.png."""
     with flag_errors(FLAGS):
         cfg, run = resolve_command(options, RecoveryConfig, CommandOptions)
-        deadline = time.monotonic() + 60.0 * run.time_limit if run.time_limit is not None else None
         with progress_display("none" if run.quiet else "auto") as progress:
             res = run_subspace_recovery(cfg, run.out or "runs/subspace-recovery", progress=progress,
-                                        deadline=deadline, report=bool(run.report))
+                                        deadline=run.deadline(), report=bool(run.report))
+    for line in res.lines(result_lines):
+        typer.echo(line)
     if not res.complete:
-        typer.echo(f"stopped at the time limit after {res.trials_done}/{res.trials_total} trials; results kept in "
-                   f"{res.path}. Re-run the same command to resume.")
         raise typer.Exit(EXIT_TIME_LIMIT)
-    for block in result_lines(res.metrics):
-        typer.echo(block)
-    typer.echo(f"run folder: {res.path}" + (" (reused finished results)" if res.reused else ""))
-
 
 def register(app: typer.Typer) -> None:
     """Add the ``subspace-recovery`` command to ``app``."""

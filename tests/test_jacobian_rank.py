@@ -49,7 +49,7 @@ def test_reuse_resume_and_seed_independence(molrg_run, tmp_path):
     again = run_jacobian_rank(SMALL, molrg_run.path.parent, device="cpu")
     assert again.reused and again.metrics == molrg_run.metrics
     part = run_jacobian_rank(SMALL, tmp_path, device="cpu", deadline=0.0)  # stops after the first level
-    assert not part.complete and part.levels_done == 1 and not (part.path / "metrics.json").exists()
+    assert not part.complete and part.done == 1 and not (part.path / "metrics.json").exists()
     done = run_jacobian_rank(SMALL, tmp_path, device="cpu")
     columns = ("level", "sigma", "seed", "rank")
     pick = lambda rows: [tuple(r[c] for c in columns) for r in rows]  # noqa: E731 - seconds differ, ranks not

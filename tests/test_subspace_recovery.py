@@ -34,7 +34,7 @@ def small_run(tmp_path_factory):
 
 def test_small_grid_shows_the_transition_at_n_k_equal_d(small_run):
     m = small_run.metrics
-    assert small_run.complete and not small_run.reused and small_run.trials_done == 2 * 2 * 4 * 3
+    assert small_run.complete and not small_run.reused and small_run.done == 2 * 2 * 4 * 3
     for cell in m["cells"]:
         expected = 1.0 if cell["per_component"] >= cell["rank"] else 0.0
         assert cell["success_rate"] == expected, cell
@@ -55,7 +55,7 @@ def test_run_folder_files_and_reuse(small_run, tmp_path_factory):
         assert (folder / name).exists(), name
     assert not [p for p in folder.iterdir() if p.name.startswith(".") and p.name != LOCK_FILE]  # no temporary files
     rows = read_csv(folder / "trials.csv")
-    assert len(rows) == small_run.trials_done and {"error_max", "success", "residual"} <= set(rows[0])
+    assert len(rows) == small_run.done and {"error_max", "success", "residual"} <= set(rows[0])
     stored = json.loads((folder / "config.json").read_text())
     assert stored["config"]["per_component"] == [1, 2, 3, 4] and "seeds_rule" in stored["config"]
     again = run_subspace_recovery(SMALL, folder.parent)
@@ -64,7 +64,7 @@ def test_run_folder_files_and_reuse(small_run, tmp_path_factory):
 
 def test_resume_after_a_time_limit_gives_the_straight_run(small_run, tmp_path):
     part = run_subspace_recovery(SMALL, tmp_path, deadline=0.0)
-    assert not part.complete and part.trials_done == 0 and not (part.path / "metrics.json").exists()
+    assert not part.complete and part.done == 0 and not (part.path / "metrics.json").exists()
     done = run_subspace_recovery(SMALL, tmp_path)
     assert done.complete and not done.reused
     straight = read_csv(small_run.path / "trials.csv")

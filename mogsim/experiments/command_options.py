@@ -7,8 +7,10 @@ config dataclass (:mod:`mogsim.params`), so a config file may set any of them by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from ..errors import InputError
 from ..params import check_params, flags, param, read_config_file, resolve, unknown_keys
@@ -31,6 +33,33 @@ class CommandOptions:
 
     def __post_init__(self) -> None:
         check_params(self)
+
+    def deadline(self) -> float | None:
+        """The ``time.monotonic()`` value at which the time limit ends (None: no limit), counted from now."""
+        return time.monotonic() + 60.0 * self.time_limit if self.time_limit is not None else None
+
+
+@dataclass
+class CommandResult:
+    """What an experiment's run returns: the run folder, its metrics (empty until complete), whether it finished,
+    whether it was reused, and how many of its ``total`` units (trials, levels, ...) are done."""
+
+    path: Path
+    metrics: dict[str, Any]
+    complete: bool
+    reused: bool
+    done: int
+    total: int
+    unit: str
+    timing: dict[str, float] = field(default_factory=dict)
+
+    def lines(self, result_lines: Callable[[dict[str, Any]], list[str]]) -> list[str]:
+        """What the command prints: ``result_lines(metrics)`` and the run folder, or where a stopped run stands."""
+        if not self.complete:
+            return [f"stopped at the time limit after {self.done}/{self.total} {self.unit}; results kept in "
+                    f"{self.path}. Re-run the same command to resume."]
+        return [*result_lines(self.metrics),
+                f"run folder: {self.path}" + (" (reused finished results)" if self.reused else "")]
 
 
 def resolve_command(options: Mapping[str, Any], *classes: type) -> list[Any]:

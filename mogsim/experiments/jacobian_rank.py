@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from ..progress import silent
 from ..provenance import provenance
 from ..runs import RunFolder, jsonable, read_config, read_csv, write_csv
 from ..sampling import SOLVERS, edm_sigmas, noise_for_seeds
-from .command_options import CommandOptions
+from .command_options import CommandOptions, CommandResult
 
 RUN_KIND = "mogsim-jacobian-rank"
 RANKS_FILE = "ranks.csv"
@@ -141,14 +141,6 @@ class Model:
     reference: dict[str, int] | None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_model(cfg: JacobianConfig, device: torch.device) -> Model:
     """The closed form, or the EMA network of the run folder ``cfg.run``, on ``device``."""
     if cfg.model == "molrg":
@@ -179,26 +171,12 @@ def load_model(cfg: JacobianConfig, device: torch.device) -> Model:
                          parameter="member")
     den = den.member(cfg.member)
     record = {"kind": f"{'trained' if kind == TRAIN_FORMAT else 'score-match'} network (EMA weights)",
-              "run_format": kind, "checkpoint": checkpoint.name, "checkpoint_sha256": _sha256(checkpoint),
+              "run_format": kind, "checkpoint": checkpoint.name, "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
               "precond": den.name, "parameters": sum(p.numel() for p in den.net.parameters())}
     return Model(den, shape, next(den.net.parameters()).dtype, record, reference)
 
 
 # -- running -----------------------------------------------------------------------------------------------------------
-@dataclass
-class JacobianResult:
-    """What :func:`run_jacobian_rank` returns: the run folder, its metrics (empty until complete), whether it finished,
-    whether it was reused, and the levels done."""
-
-    path: Path
-    metrics: dict[str, Any]
-    complete: bool
-    reused: bool
-    levels_done: int = 0
-    levels_total: int = 0
-    timing: dict[str, float] = field(default_factory=dict)
-
-
 def _slug(cfg: JacobianConfig) -> str:
     if cfg.model == "molrg":
         return f"jacobian-rank-molrg-d{cfg.rank}-K{cfg.components}-n{cfg.dim}"
@@ -207,7 +185,7 @@ def _slug(cfg: JacobianConfig) -> str:
 
 def run_jacobian_rank(cfg: JacobianConfig, out: Any, *, device: str | torch.device = "auto",
                       max_batch: int = MAX_BATCH, progress: ProgressFactory = silent, deadline: float | None = None,
-                      report: bool = False) -> JacobianResult:
+                      report: bool = False) -> CommandResult:
     """Measure (or resume, or reuse) the Jacobian ranks of ``cfg``'s model under ``out``; write the run folder.
 
     ``deadline`` (a ``time.monotonic()`` value) stops cleanly after the current level; the next call resumes.
@@ -222,7 +200,7 @@ def run_jacobian_rank(cfg: JacobianConfig, out: Any, *, device: str | torch.devi
     total = len(levels) - 1
     if folder.has(METRICS_FILE):
         metrics = folder.read_json(METRICS_FILE)
-        result = JacobianResult(folder.path, metrics, True, True, total, total)
+        result = CommandResult(folder.path, metrics, True, True, total, total, "levels")
     else:
         record = {"config": {**key, "run": cfg.run, "dtype": str(model.dtype).removeprefix("torch."),
                              "sample_shape": list(model.sample_shape), "reference": model.reference},
@@ -237,7 +215,7 @@ def run_jacobian_rank(cfg: JacobianConfig, out: Any, *, device: str | torch.devi
 
 
 def _measure(cfg: JacobianConfig, model: Model, folder: RunFolder, device: torch.device, max_batch: int,
-             progress: ProgressFactory, deadline: float | None, t_start: float) -> JacobianResult:
+             progress: ProgressFactory, deadline: float | None, t_start: float) -> CommandResult:
     """The levels still missing from ``ranks.csv``, then the summary, the figure and ``metrics.json``."""
     path = folder.file(RANKS_FILE)
     rows: list[dict[str, Any]] = [dict(r) for r in read_csv(path)] if path.exists() else []
@@ -269,12 +247,12 @@ def _measure(cfg: JacobianConfig, model: Model, folder: RunFolder, device: torch
     timing = {"this_call_seconds": time.monotonic() - t_start, "jacobian_seconds_this_call": seconds}
     levels_done = len({int(r["level"]) for r in rows})
     if not complete:
-        return JacobianResult(folder.path, {}, False, False, levels_done, total, timing)
+        return CommandResult(folder.path, {}, False, False, levels_done, total, "levels", timing)
     metrics = summarize(cfg, model, rows, n)
     metrics.update(timing=timing, provenance=provenance(device))
     metrics["figures"] = draw_violins(folder.path, metrics, rows)
     folder.write_json(METRICS_FILE, metrics)
-    return JacobianResult(folder.path, metrics, True, False, levels_done, total, timing)
+    return CommandResult(folder.path, metrics, True, False, levels_done, total, "levels", timing)
 
 
 # -- summarising -------------------------------------------------------------------------------------------------------

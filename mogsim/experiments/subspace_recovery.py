@@ -54,7 +54,7 @@ import functools
 import math
 import time
 import zlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
@@ -70,6 +70,7 @@ from ..progress import silent
 from ..runs import RunFolder, config_key, read_csv, write_csv
 from ..seeds import derive_seed
 from ..subspaces import completion_error, ksubspaces, matched_distance, pca
+from .command_options import CommandResult
 
 RUN_KIND = "mogsim-subspace-recovery"
 METRICS_FILE = "metrics.json"
@@ -384,20 +385,6 @@ def method_seed(data_seed: int, name: str) -> int:
 
 
 # -- running -----------------------------------------------------------------------------------------------------------
-@dataclass
-class RecoveryResult:
-    """What :func:`run_subspace_recovery` returns: the run folder, its metrics (empty until complete), whether the
-    run finished and whether it was reused."""
-
-    path: Path
-    metrics: dict[str, Any]
-    complete: bool
-    reused: bool
-    trials_done: int = 0
-    trials_total: int = 0
-    timing: dict[str, float] = field(default_factory=dict)
-
-
 def run_cell(cfg: RecoveryConfig, method: Method, components: int, rank: int, n_k: int) -> list[dict[str, Any]]:
     """All trials of one cell with one method: one ``trials.csv`` row per trial."""
     trials = range(cfg.trials_for(method))
@@ -429,7 +416,7 @@ def _row_key(row: dict[str, Any]) -> tuple[str, int, int, int]:
 
 def run_subspace_recovery(cfg: RecoveryConfig, out: Any, *, progress: ProgressFactory = silent,
                           deadline: float | None = None, checkpoint_every_s: float = 10.0,
-                          report: bool = False) -> RecoveryResult:
+                          report: bool = False) -> CommandResult:
     """Run (or resume, or reuse) the grid under ``out/subspace-recovery-<key>/`` and write its result files (with
     ``report``, also ``report.pdf`` through :func:`mogsim.report.write_report`).
 
@@ -444,8 +431,8 @@ def run_subspace_recovery(cfg: RecoveryConfig, out: Any, *, progress: ProgressFa
     folder = RunFolder.keyed(out, cfg.slug(), cfg.resolved(), kind=RUN_KIND)
     if folder.has(METRICS_FILE):
         metrics = folder.read_json(METRICS_FILE)
-        result = RecoveryResult(folder.path, metrics, True, True, metrics.get("trials_done", 0),
-                                metrics.get("trials_done", 0))
+        result = CommandResult(folder.path, metrics, True, True, metrics.get("trials_done", 0),
+                               metrics.get("trials_done", 0), "trials")
     else:
         with folder.session({"config": cfg.resolved(), "provenance": provenance("cpu")}):
             result = _run_grid(cfg, folder, progress, deadline, checkpoint_every_s, t_start)
@@ -457,7 +444,7 @@ def run_subspace_recovery(cfg: RecoveryConfig, out: Any, *, progress: ProgressFa
 
 
 def _run_grid(cfg: RecoveryConfig, folder: RunFolder, progress: ProgressFactory, deadline: float | None,
-              checkpoint_every_s: float, t_start: float) -> RecoveryResult:
+              checkpoint_every_s: float, t_start: float) -> CommandResult:
     """The trials still missing from ``trials.csv``, then the summary, the figure and ``metrics.json``."""
     from ..provenance import provenance
 
@@ -493,13 +480,13 @@ def _run_grid(cfg: RecoveryConfig, folder: RunFolder, progress: ProgressFactory,
     timing = {"this_call_seconds": time.monotonic() - t_start, "compute_seconds_this_call": sum(compute_s.values()),
               "compute_seconds_this_call_by_method": compute_s}
     if not complete:
-        return RecoveryResult(folder.path, {}, False, False, len(rows), total, timing)
+        return CommandResult(folder.path, {}, False, False, len(rows), total, "trials", timing)
     metrics = summarize(cfg, rows)
     metrics.update(trials_done=len(rows), timing=timing, provenance=provenance("cpu"))
     write_csv(folder.file("cells.csv"), metrics["cells"])
     metrics["figures"] = draw_phase(folder.path, metrics)
     folder.write_json(METRICS_FILE, metrics)
-    return RecoveryResult(folder.path, metrics, True, False, len(rows), total, timing)
+    return CommandResult(folder.path, metrics, True, False, len(rows), total, "trials", timing)
 
 
 # -- summarising ---------------------------------------------------------------------------------------------------------
