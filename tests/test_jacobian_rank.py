@@ -127,3 +127,23 @@ def test_member_out_of_range_is_one_line(trained_runs, tmp_path, capsys):
                          "--quiet", "--device", "cpu"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--member 3: the network holds 1 (0..0)" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_sweep_cell_is_its_member_of_the_group_model(tmp_path, capsys):
+    """A cell folder of a score-match sweep has no checkpoint of its own: its net is one member of its group's."""
+    code, _, err = _cli(["score-match", "--sweep", "--ranks", "2", "--ns", "8,16", "--dim", "8", "--width", "32",
+                         "--depth", "2", "--steps", "20", "--batch", "16", "--eval-queries", "16", "--sample-seeds",
+                         "8", "--device", "cpu", "--quiet", "--no-report", "--out", str(tmp_path / "sweep")], capsys)
+    assert code == 0, err
+    (root,) = (tmp_path / "sweep").iterdir()
+    cell = next((root / "cells").glob("r2_N16_*"))
+    code, out, err = _cli(["jacobian-rank", "--run", str(cell), "--seeds", "0-1", "--sampler-steps", "3", "--out",
+                           str(tmp_path / "jr"), "--quiet", "--device", "cpu"], capsys)
+    assert code == 0, err
+    (folder,) = (tmp_path / "jr").iterdir()
+    m = json.loads((folder / "metrics.json").read_text())
+    assert m["model"]["member"] == 1 and m["reference"] == {"rank": 2, "components": 2}
+    code, _, err = _cli(["jacobian-rank", "--run", str(cell), "--member", "1", "--out", str(tmp_path / "jr2"),
+                         "--quiet", "--device", "cpu"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--member 1: a sweep cell is network 1 of its training group g00" in err
+    assert not (tmp_path / "jr2").exists() or not list((tmp_path / "jr2").iterdir())

@@ -7,9 +7,10 @@ far below n over most of the range. This experiment measures it for one model:
 
 * ``model = "molrg"``: the closed-form posterior mean of a random MoLRG (``rank`` d, ``components`` K, ``dim`` n,
   ``mix_seed``), in float64;
-* ``model = "net"``: the EMA network of a run folder (``run``): a ``mogsim score-match`` run (a net trained on
-  MoLRG samples; its d and K are the reference) or a ``mogsim train`` run (e.g. a UNet on CIFAR-10), in the
-  network's dtype (float32) with TF32 off.
+* ``model = "net"``: the EMA network of a run folder (``run``): a ``mogsim score-match`` run or a sweep's cell folder
+  (``<sweep>/cells/<cell>``, one member of its training group's model) -- a net trained on MoLRG samples, whose d
+  and K are the reference -- or a ``mogsim train`` run (e.g. a UNet on CIFAR-10), in the network's dtype (float32)
+  with TF32 off.
 
 For every sampler seed the deterministic EDM sampler runs from that seed's noise; at each of its levels (18 by
 default, sigma = 80 .. 0.002) the Jacobian is built from forward-mode JVPs and its numerical rank taken
@@ -69,7 +70,8 @@ class JacobianConfig:
 
     model: str | None = param(None, "molrg (the MoLRG closed form) or net (the EMA network of --run).",
                               choices=MODELS, shown="net with --run, else molrg")
-    run: str | None = param(None, "A run folder of mogsim score-match or mogsim train: its EMA network is analysed.")
+    run: str | None = param(None, "A run folder of mogsim score-match (a run or a sweep's cell) or mogsim train: its "
+                            "EMA network is analysed.")
     member: int = param(0, "The member of a batched run.", min=0, max=10**6)
     rank: int = param(4, "MoLRG: d, the rank of every subspace.", min=1, max=16384)
     components: int = param(2, "MoLRG: K, the number of subspaces.", min=1, max=16384)
@@ -141,6 +143,16 @@ class Model:
     reference: dict[str, int] | None
 
 
+def _sweep_group(cell: Path, key: str) -> tuple[Path, int] | None:
+    """For a cell folder of a ``mogsim score-match`` sweep (``<sweep>/cells/<cell>``): the training group that holds
+    its network (``<sweep>/groups/<g>``, whose config lists its cells' keys in member order) and its member there."""
+    for config in sorted((cell.parent.parent / "groups").glob("*/config.json")):
+        cells = (read_config(config) or {}).get("cells", [])
+        if key in cells:
+            return config.parent, cells.index(key)
+    return None
+
+
 def load_model(cfg: JacobianConfig, device: torch.device) -> Model:
     """The closed form, or the EMA network of the run folder ``cfg.run``, on ``device``."""
     if cfg.model == "molrg":
@@ -164,14 +176,23 @@ def load_model(cfg: JacobianConfig, device: torch.device) -> Model:
     else:
         raise InputError(f"run={str(folder)!r}: not a folder written by mogsim train or mogsim score-match (no "
                          "config.json in their format); pass one of those, or use model molrg", parameter="run")
-    checkpoint = resolve_checkpoint(folder)
+    source, member = folder, cfg.member
+    key = str((stored or {}).get("key"))
+    group = _sweep_group(folder, key) if kind == SCORE_MATCH_FORMAT else None
+    if group is not None:  # a cell of a score-match sweep: one member of its training group's model
+        if cfg.member:
+            raise InputError(f"member={cfg.member}: a sweep cell is network {group[1]} of its training group "
+                             f"{group[0].name} already; leave member out", parameter="member")
+        source, member = group
+    checkpoint = resolve_checkpoint(source)
     den = load_trained_denoiser(checkpoint, device=device)
-    if not 0 <= cfg.member < den.members:
-        raise InputError(f"member={cfg.member}: the network holds {den.members} (0..{den.members - 1})",
+    if not 0 <= member < den.members:
+        raise InputError(f"member={member}: the network holds {den.members} (0..{den.members - 1})",
                          parameter="member")
-    den = den.member(cfg.member)
+    den = den.member(member)
     record = {"kind": f"{'trained' if kind == TRAIN_FORMAT else 'score-match'} network (EMA weights)",
-              "run_format": kind, "checkpoint": checkpoint.name, "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+              "run_format": kind, "checkpoint": checkpoint.name, "member": member,
+              "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
               "precond": den.name, "parameters": sum(p.numel() for p in den.net.parameters())}
     return Model(den, shape, next(den.net.parameters()).dtype, record, reference)
 
