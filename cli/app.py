@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sample",
     "score_match",
     "subspace_recovery",
+    "jacobian_rank",
     "train",
     "theory",
     "report",
@@ -30,6 +31,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "theory": ("mogsim theory --only molrg --latex /tmp/theory.tex",),
     "report": ("mogsim report reports/score-match-30k --out report.pdf",),
     "subspace-recovery": ("mogsim subspace-recovery --components 2 --ranks 2,4,6 --trials 20",),
+    "jacobian-rank": ("mogsim jacobian-rank --rank 4 --components 2 --seeds 0-15",
+                      "mogsim jacobian-rank --run runs/score-match/r4_N512_K2_d48_mlp256_s3000_seed0-a0a55f8d2673"),
 }
 
 QUICK_START = ("mogsim sample --seeds 0-511 --out runs/molrg",

@@ -152,6 +152,61 @@ TRAINING_ROWS: list[tuple[list[str], str]] = [
 ]
 BAD_INPUTS += TRAINING_ROWS
 
+SR = ["subspace-recovery", "--quiet"]
+#: ``mogsim subspace-recovery`` (paper 2, Fig. 4): grids, the trained method's recipe, config files, --out
+RECOVERY_ROWS: list[tuple[list[str], str]] = [
+    (SR + ["--ranks", "2,49"], "--ranks: d = 49 exceeds --dim n = 48"),
+    (SR + ["--components", "7", "--ranks", "8"], "K * d = 7 * 8 = 56 exceeds --dim n = 48"),
+    (SR + ["--nks", "0,2"], "--nks '0,2': values must be >= 1"),
+    (SR + ["--nks", "2,x"], "--nks '2,x'"),
+    (SR + ["--ranks", "2,2"], "--ranks 2,2: a value is listed twice"),
+    (SR + ["--dim", "0"], "--dim 0"),
+    (SR + ["--methods", "pca,bogus"], "--methods"),
+    (SR + ["--trials", "0"], "--trials 0"),
+    (SR + ["--threshold", "nan"], "--threshold nan"),
+    (SR + ["--time-limit", "0"], "--time-limit 0"),
+    (SR + ["--components", "1", "--methods", "ksubspaces"], "not applicable"),
+    (SR + ["--methods", "lowrank-net", "--net-ranks", "49"], "--net-ranks: d = 49 exceeds --dim n = 48"),
+    (SR + ["--net-components", "7", "--net-ranks", "8"], "--net-components * --net-ranks: K * d = 7 * 8"),
+    (SR + ["--net-nks", "0"], "--net-nks '0': values must be >= 1"),
+    (SR + ["--net-sigma-min", "0.5"], "--net-sigma-min 0.5 >= --net-sigma-max 0.1"),
+    (SR + ["--net-lr", "inf"], "--net-lr inf"),
+    (SR + ["--net-starts", "0"], "--net-starts 0"),
+    (SR + ["--net-trials", "99999999999999999999"], "--net-trials"),
+    (SR + ["--net-trials", "1000", "--net-starts", "1000"], "networks per cell"),
+    (SR + ["--config", "{inputs}/typo.json"], "unknown key(s) rnak"),
+    (SR + ["--config", "{inputs}/nan.json"], "--config"),
+    (SR + ["--out", "{inputs}/images.npy"], "--out"),
+]
+BAD_INPUTS += RECOVERY_ROWS
+
+JR = ["jacobian-rank", "--quiet", "--device", "cpu"]
+#: ``mogsim jacobian-rank`` (paper 2, Fig. 3): the MoLRG's sizes, the model and run folder, the grid, the rank rule
+JACOBIAN_ROWS: list[tuple[list[str], str]] = [
+    (JR + ["--rank", "49"], "--rank 49 exceeds --dim 48"),
+    (JR + ["--components", "13", "--rank", "4"], "--components * --rank = 13 * 4 = 52 exceeds --dim 48"),
+    (JR + ["--dim", "0"], "--dim 0"),
+    (JR + ["--model", "net"], "--model net: needs --run"),
+    (JR + ["--model", "gmm"], "--model"),
+    (JR + ["--model", "molrg", "--run", "{inputs}"], "--run: applies to --model net; leave it out"),
+    (JR + ["--run", "{inputs}"], "not a folder written by mogsim train or mogsim score-match"),
+    (JR + ["--run", "{inputs}/missing-run"], "not a folder written by"),
+    (JR + ["--run", "{inputs}/untrained-run"], "has no checkpoints"),
+    (JR + ["--seeds", "0-5000"], "at most 4,096"),
+    (JR + ["--seeds", "x"], "--seeds 'x'"),
+    (JR + ["--energy", "0"], "--energy 0"),
+    (JR + ["--energy", "1.5"], "--energy 1.5"),
+    (JR + ["--energy", "nan"], "--energy nan"),
+    (JR + ["--sigma-min", "100"], "--sigma-min 100.0 >= --sigma-max 80.0"),
+    (JR + ["--sampler-steps", "1"], "--sampler-steps 1"),
+    (JR + ["--solver", "rk4"], "--solver"),
+    (JR + ["--max-batch", "0"], "--max-batch 0"),
+    (["jacobian-rank", "--quiet", "--device", "tpu"], "--device"),
+    (JR + ["--out", "{inputs}/images.npy"], "--out"),
+    (JR + ["--config", "{inputs}/typo.json"], "unknown key(s) rnak"),
+]
+BAD_INPUTS += JACOBIAN_ROWS
+
 #: Rows (their argv joined by spaces) that also run through the installed console script: a subprocess each,
 #: a second or more of start-up, so only a few.
 CONSOLE_ROWS = ["nonsense", "sample --seeds 0-99999999999999999999",
@@ -182,6 +237,9 @@ def inputs(tmp_path_factory) -> Path:
     (folder / "rank_two.json").write_text(json.dumps({"rank": "two"}))
     (folder / "nan.json").write_text('{"lr": NaN}')
     (folder / "typo.json").write_text(json.dumps({"rnak": 2}))
+    (folder / "untrained-run").mkdir()  # a mogsim train run folder that never wrote a checkpoint
+    (folder / "untrained-run" / "config.json").write_text(json.dumps({"format": "mogsim-train-run", "train": {"net": {
+        "name": "mlp", "family": "mlp", "sample_shape": [48], "kwargs": {"dim": 48}}}}))
     (folder / "notes").mkdir()
     (folder / "notes" / "notes.txt").write_text("someone else's folder")
     return folder

@@ -19,7 +19,7 @@ from mogsim import EmpiricalDenoiser, MoLRG, noise_for_seeds
 from mogsim.errors import InputError
 from mogsim.metrics.jacobian import (denoiser_jacobian, jacobian_rank, numerical_rank, singular_values,
                                      trajectory_ranks)
-from mogsim.nets import MLP, PreconditionedDenoiser
+from mogsim.nets import MLP, PreconditionedDenoiser, build_network
 from mogsim.nets.lowrank import LowRankDenoiser
 
 FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -51,6 +51,23 @@ def test_jacobian_matches_autograd_for_the_closed_form_and_a_network():
     low = LowRankDenoiser(12, 2, 3, dtype=torch.float64)
     torch.testing.assert_close(denoiser_jacobian(low, x0, 0.3), _autograd_jacobian(low, x0, 0.3).detach(),
                                rtol=1e-10, atol=1e-13)
+
+
+def test_jacobian_of_a_unet_with_attention():
+    """Attention runs through forward-mode AD: torch's fused kernels (flash on CPU for contiguous inputs, flash and
+    memory-efficient on CUDA) have no JVP, so the Jacobian uses the math backend."""
+    def attend(x: torch.Tensor, sigma) -> torch.Tensor:  # (B, 24) as 6 tokens of 4 features, contiguous
+        tokens = x.reshape(-1, 1, 6, 4).contiguous()
+        return torch.nn.functional.scaled_dot_product_attention(tokens, tokens, tokens).reshape(-1, 24)
+
+    x = torch.randn(2, 24, dtype=torch.float64)
+    torch.testing.assert_close(denoiser_jacobian(attend, x, 1.0), _autograd_jacobian(attend, x, 1.0),
+                               rtol=1e-10, atol=1e-12)
+    net = build_network("unet-tiny", (3, 4, 4), channel_mult=(1, 2), attn_resolutions=(4,))
+    den = PreconditionedDenoiser(net).eval()
+    x = torch.randn(2, 3, 4, 4)
+    ref = _autograd_jacobian(den, x, 0.5).detach().reshape(2, 48, 48)
+    torch.testing.assert_close(denoiser_jacobian(den, x, 0.5, max_batch=40), ref, rtol=1e-4, atol=1e-5)
 
 
 def test_linear_denoiser_of_known_spectrum():
@@ -153,3 +170,16 @@ def test_bad_inputs():
         jacobian_rank(mol, torch.ones(2, 8, dtype=torch.int64), 1.0)
     with pytest.raises(InputError, match="max_batch"):
         jacobian_rank(mol, x, 1.0, max_batch=0)
+
+
+@FEW
+@given(st.integers(2, 40), st.integers(0, 10**6), st.floats(0.05, 1.0))
+def test_singular_values_from_the_gram_matrix_match_the_svd(n, seed, decay):
+    gen = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    spectrum = decay ** torch.arange(n, dtype=torch.float64) * 3.0
+    jac = (u * spectrum) @ v.T  # a generic (non-symmetric) Jacobian of known singular values
+    values = singular_values(jac[None])[0]
+    torch.testing.assert_close(values[values > 1e-6], spectrum[spectrum > 1e-6], rtol=1e-9, atol=1e-9)
+    assert int(numerical_rank(values)) == int(numerical_rank(torch.linalg.svdvals(jac)))

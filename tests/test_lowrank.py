@@ -5,6 +5,9 @@
   formula written out.
 * The hard gate is the argmax; the soft gate tends to it as sigma -> 0.
 * Bases stay orthonormal whatever the free parameter is; the parametrisation, retraction and member axis behave.
+* On the training engine (registry name ``lowrank``, identity preconditioning, log-uniform sigma, cosine decay): the
+  bases stay orthonormal, the ``after_optimizer_step`` hook is what bounds the parameter's norm, a checkpoint loads
+  back as a denoiser, and per-member seeds make a member's start independent of the member count.
 """
 
 from __future__ import annotations
@@ -142,7 +145,10 @@ def test_member_axis_members_are_independent_and_match_their_view():
         torch.testing.assert_close(net.member(m)(x[m], sigma[m]), full[m].detach(), rtol=1e-6, atol=1e-7)
     net.denoise(x, sigma)[0].pow(2).sum().backward()
     assert net.raw.grad[0].abs().sum() > 0 and torch.all(net.raw.grad[1:] == 0)
-    assert net.member(1).bases().shape == (2, 8, 2)
+    one = net.member(1)
+    assert isinstance(one, LowRankDenoiser) and one.bases().shape == (1, 2, 8, 2)
+    assert torch.equal(one.bases()[0], net.bases()[1].detach()) and not one.raw.requires_grad
+    assert one.raw.data_ptr() == net.raw[1].data_ptr()  # a view: it follows the trained weights
 
 
 def test_dtypes_and_a_gradient_step():
@@ -174,3 +180,91 @@ def test_config_round_trip_and_bad_inputs():
     with pytest.raises(InputError, match="orthonormal"):
         net.set_bases(torch.ones(2, 8, 3))
     assert torch.allclose(orthonormal_columns(torch.eye(4)[:, :2] * 3), torch.eye(4)[:, :2])
+
+
+def test_per_member_seeds_give_each_member_its_own_start():
+    batched = LowRankDenoiser(10, 2, 3, members=3, seed=[7, 8, 9])
+    for m, seed in enumerate((7, 8, 9)):
+        assert torch.equal(batched.member(m).raw, LowRankDenoiser(10, 2, 3, seed=seed).raw)
+    assert batched.config()["seed"] == [7, 8, 9]
+    assert torch.equal(LowRankDenoiser(**batched.config()).raw, batched.raw)
+    with pytest.raises(InputError, match="one per member"):
+        LowRankDenoiser(10, 2, 3, members=3, seed=[1, 2])
+    with pytest.raises(InputError, match="seed"):
+        LowRankDenoiser(10, 2, 3, seed=-1)
+
+
+# -- on the training engine ----------------------------------------------------------------------------------------
+def _trainer(data: list[torch.Tensor], *, k: int = 2, d: int = 2, steps: int = 200, lr: float = 0.03,
+             batch: int = 32):
+    from mogsim.nets import network_config
+    from mogsim.training import RuntimeOptions, TrainConfig, Trainer
+
+    n = data[0].shape[1]
+    net = network_config("lowrank", (n,), components=k, rank=d, members=len(data), seed=list(range(len(data))))
+    cfg = TrainConfig(net=net, precond="identity", batch=batch, lr=lr, lr_warmup_images=0.0,
+                      lr_decay_images=float(steps * batch), sigma_range=(0.002, 0.1), ema_halflife_images=batch,
+                      ema_rampup_ratio=None, seed=3)
+    return Trainer(cfg, data, runtime=RuntimeOptions(log_every=50, checkpoint_every=0))
+
+
+def _norms(net: LowRankDenoiser) -> torch.Tensor:
+    return net.raw.detach().flatten(1).norm(dim=1)  # sqrt(K d) when the columns are orthonormal
+
+
+def test_training_keeps_the_bases_orthonormal_and_the_hook_bounds_the_parameter(monkeypatch):
+    mol = MoLRG.random(16, 2, 2, seed=0)
+    data = [mol.sample(12, seed=s)[0].float() for s in range(3)]
+    trained = _trainer(data)
+    trained.fit(200)
+    u = trained.net.bases().detach().double()
+    torch.testing.assert_close(u.transpose(-1, -2) @ u, torch.eye(2, dtype=torch.float64).expand(3, 2, 2, 2),
+                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(_norms(trained.net), torch.full((3,), 2.0), rtol=0, atol=1e-5)  # ||A||_F = sqrt(K d)
+    monkeypatch.setattr(LowRankDenoiser, "after_optimizer_step", None)  # the engine finds no hook
+    drifting = _trainer(data)
+    drifting.fit(200)
+    assert bool((_norms(drifting.net) > 2.5).all()), _norms(drifting.net)  # Adam inflates the free parameter
+    u = drifting.net.bases().detach().double()  # the QR map still gives orthonormal bases
+    torch.testing.assert_close(u.transpose(-1, -2) @ u, torch.eye(2, dtype=torch.float64).expand(3, 2, 2, 2),
+                               rtol=0, atol=1e-5)
+
+
+def test_trained_checkpoint_loads_as_a_denoiser(tmp_path):
+    from mogsim.training import load_trained_denoiser
+
+    mol = MoLRG.random(16, 2, 2, seed=1)
+    trainer = _trainer([mol.sample(8, seed=2)[0].float()] * 2, steps=20)
+    trainer.fit(20)
+    trainer.save(tmp_path)
+    den = load_trained_denoiser(tmp_path, ema=False)
+    x = torch.randn(5, 16)
+    for m in range(2):
+        torch.testing.assert_close(den.member(m)(x, 0.3), trainer.net.member(m)(x, 0.3))
+
+
+def test_log_uniform_noise_levels_and_cosine_learning_rate():
+    import math
+
+    from mogsim.training import IdentityLoss, TrainConfig, make_loss
+    from mogsim.training.losses import loss_record
+
+    loss = make_loss("identity", sigma_range=(0.002, 0.1))
+    sigma = loss.sample_sigma((20000,), torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert float(sigma.min()) >= 0.002 * (1 - 1e-6) and float(sigma.max()) <= 0.1 * (1 + 1e-6)
+    middle = math.sqrt(0.002 * 0.1)  # the median of a log-uniform law is the geometric mean of its ends
+    assert abs(float((sigma < middle).double().mean()) - 0.5) < 0.02
+    assert loss_record(loss)["sigma_range"] == (0.002, 0.1)
+    default = IdentityLoss().sample_sigma((20000,), torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert abs(float(default.log().mean()) + 1.2) < 0.05  # EDM's log-normal stays the default
+    for bad in ((0.1, 0.002), (0.0, 1.0), (0.1,)):
+        with pytest.raises(InputError, match="sigma_range"):
+            IdentityLoss(sigma_range=bad)
+    with pytest.raises(InputError, match="only the identity loss"):
+        make_loss("edm", sigma_range=(0.002, 0.1))
+    net = {"name": "lowrank", "family": "lowrank", "sample_shape": [8], "kwargs": {"dim": 8}}
+    cfg = TrainConfig(net=net, precond="identity", batch=10, lr=1.0, lr_warmup_images=0.0, lr_decay_images=1000.0)
+    assert [round(cfg.lr_at(s), 12) for s in (0, 50, 100, 200)] == [1.0, 0.5, 0.0, 0.0]
+    warm = TrainConfig(net=net, batch=10, lr=1.0, lr_warmup_images=100.0)  # no decay: warm-up, then constant
+    assert [warm.lr_at(s) for s in (0, 4, 9, 500)] == [0.1, 0.5, 1.0, 1.0]
+    assert TrainConfig(net=net, sigma_range=[0.002, 0.1]).to_dict()["sigma_range"] == [0.002, 0.1]

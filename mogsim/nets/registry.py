@@ -12,6 +12,9 @@ unet-vector    vectors (B, n) reshaped to ``image_shape`` (default 3x4x4, n = 48
                width 64, channel_mult (1,2), 2 blocks/level, attention at 2x2
 mlp            vectors (B, n): width 256, 3 hidden layers, shared noise embedding;      173,104
                ``members=M`` gives M independent MLPs in batched products
+lowrank        paper 2's low-rank denoiser (:class:`~mogsim.nets.lowrank.                  384
+               LowRankDenoiser`): K = 2 orthonormal bases of rank d = 4, soft gate;
+               a denoiser by construction (train it with ``precond="identity"``)
 =============  ======================================================================  ============
 
 Counts are for CIFAR-sized inputs (3x32x32) or n = 48. Dropout is 0 in every config (the authors trained with
@@ -34,6 +37,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..params import check_params, param
+from .lowrank import LowRankDenoiser
 from .mlp import MLP
 from .unet import UNet, VectorUNet
 
@@ -61,6 +65,8 @@ NETWORKS: dict[str, NetSpec] = {
                                                num_blocks=2, attn_resolutions=(2,), dropout=0.0),
                            "DDPM++ on vectors reshaped to small images"),
     "mlp": NetSpec("mlp", dict(width=256, depth=3, noise_channels=64), "noise-conditioned MLP on vectors"),
+    "lowrank": NetSpec("lowrank", dict(components=2, rank=4, gate="soft", mutually_orthogonal=False, seed=0),
+                       "paper 2's low-rank denoiser (MoLRG posterior mean with learnable bases)"),
 }
 
 _IMAGE_SHAPE = (3, 32, 32)
@@ -124,6 +130,8 @@ def _allowed_keys(family: str) -> set[str]:
         return unet | {"out_channels"}
     if family == "unet-vector":
         return unet | {"image_shape"}
+    if family == "lowrank":
+        return {"components", "rank", "gate", "mutually_orthogonal", "seed", "members", "dtype"}
     return {"width", "depth", "noise_channels", "max_positions", "members"}
 
 
@@ -136,6 +144,8 @@ def build_from_config(config: dict[str, Any]) -> nn.Module:
         return VectorUNet(**kwargs)
     if family == "mlp":
         return MLP(**kwargs)
+    if family == "lowrank":
+        return LowRankDenoiser(**kwargs)
     raise InputError(f"unknown network family {family!r}")
 
 
@@ -166,10 +176,13 @@ class NetOptions:
         overrides: dict[str, Any] = {}
         if self.width is not None:
             overrides["width" if family == "mlp" else "model_channels"] = self.width
+        if family == "lowrank" and self.width is not None:
+            raise InputError("width: the low-rank denoiser has none (its size is K and d)", parameter="width")
         for name in ("dropout", "attn_resolutions"):
             if getattr(self, name) is not None:
-                if family == "mlp":
-                    raise InputError(f"{name}: applies to UNets; the MLP has none", parameter=name)
+                if family in ("mlp", "lowrank"):
+                    noun = "MLP" if family == "mlp" else "low-rank denoiser"
+                    raise InputError(f"{name}: applies to UNets; the {noun} has none", parameter=name)
                 overrides[name] = getattr(self, name)
         return network_config(self.arch, sample_shape, **overrides)
 

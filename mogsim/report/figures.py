@@ -470,3 +470,118 @@ def loss_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
             ax.set_xlabel("step")
             ax.grid(True, which="major", alpha=0.3)
     return fig
+
+
+def subspace_phase_figure(cells: Sequence[Mapping[str, Any]], panels: Sequence[tuple[str, int, int]],
+                          threshold: float, dim: int) -> Figure:
+    """Paper 2's Fig. 4 for a subspace-recovery run: per (method, K, trials) panel, the success rate over
+    (N_k, d) with the theorem's boundary N_k = d (top), and the median error against N_k / d per d with the
+    completion error (dashed) and the success threshold (dotted) (bottom). At most three panels per row.
+
+    ``cells`` are the per-cell records of ``metrics.json`` (keys ``method``, ``components``, ``rank``,
+    ``per_component``, ``ratio``, ``success_rate``, ``error_median``, ``completion_error``).
+    """
+    with print_style():
+        cols = min(3, max(1, len(panels)))
+        rows = math.ceil(len(panels) / cols)
+        height = 4.2 * rows + 0.5
+        fig = Figure(figsize=(6.9, height))
+        fig.subplots_adjust(left=0.08, right=0.9, bottom=0.45 / height, top=1 - 0.55 / height, wspace=0.4,
+                            hspace=0.55)
+        axes = fig.subplots(2 * rows, cols, squeeze=False)
+        image = None
+        for i, (name, k, trials) in enumerate(panels):
+            top, bottom = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
+            mine = [c for c in cells if (c["method"], int(c["components"])) == (name, k)]
+            ranks = sorted({int(c["rank"]) for c in mine})
+            nks = sorted({int(c["per_component"]) for c in mine})
+            grid = np.full((len(ranks), len(nks)), np.nan)
+            for c in mine:
+                grid[ranks.index(int(c["rank"])), nks.index(int(c["per_component"]))] = float(c["success_rate"])
+            image = top.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                               extent=(-0.5, len(nks) - 0.5, -0.5, len(ranks) - 0.5))
+            xs, ys = [], []  # the boundary between N_k < d and N_k >= d, row by row
+            for j, d in enumerate(ranks):
+                x = float(np.interp(d - 0.5, nks, np.arange(len(nks))))
+                xs += [x, x]
+                ys += [j - 0.5, j + 0.5]
+            top.plot(xs, ys, color="w", lw=1.2, ls="--")
+            top.set_xticks(range(len(nks)), [str(v) for v in nks], fontsize=5.5)
+            top.set_yticks(range(len(ranks)), [str(v) for v in ranks])
+            top.set_xlabel("$N_k$ (points per component)")
+            top.set_ylabel("d")
+            top.set_title(f"{name}, K = {k} ({trials} trials)")
+            ratios = sorted({float(c["ratio"]) for c in mine})
+            for j, d in enumerate(ranks):
+                sub = sorted((c for c in mine if int(c["rank"]) == d), key=lambda c: int(c["per_component"]))
+                ratio = [float(c["ratio"]) for c in sub]
+                bottom.plot(ratio, [max(float(c["error_median"]), 1e-16) for c in sub], "-o", ms=2, color=f"C{j}",
+                            label=f"d = {d}")
+                guess = [(float(c["ratio"]), float(c["completion_error"])) for c in sub if float(c["completion_error"]) > 0]
+                if guess:
+                    bottom.plot(*zip(*guess), "--", color=f"C{j}", lw=0.7)
+            bottom.axhline(threshold, color="0.5", ls=":", lw=0.8)
+            bottom.axvline(1.0, color="k", lw=0.5)
+            bottom.set_xscale("log")
+            bottom.set_yscale("log")
+            bottom.set_ylim(1e-16, 10)
+            ticks = [t for t in (0.25, 0.5, 1, 2, 4, 8) if ratios and min(ratios) <= t <= max(ratios)] or ratios[:1]
+            bottom.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            bottom.minorticks_off()
+            bottom.set_xlabel("$N_k / d$")
+            bottom.set_ylabel("median error")
+            bottom.legend(fontsize=5, ncol=2, loc="lower left")
+            bottom.grid(True, which="major", alpha=0.3)
+        for i in range(len(panels), rows * cols):
+            axes[2 * (i // cols), i % cols].set_visible(False)
+            axes[2 * (i // cols) + 1, i % cols].set_visible(False)
+        if image is not None:
+            bar = fig.colorbar(image, ax=list(axes.flat), fraction=0.02, pad=0.02)
+            bar.set_label("success rate")
+        fig.suptitle(f"Subspace recovery from noiseless MoLRG data, n = {dim}", y=1 - 0.12 / height)
+    return fig
+
+
+def jacobian_rank_figure(rows: Sequence[Mapping[str, Any]], dim: int, reference: Mapping[str, int] | None = None,
+                         title: str = "") -> Figure:
+    """Paper 2's Fig. 3 for one model: per noise level, a violin of the Jacobian's numerical rank / n over the
+    samples, against the SNR 1/sigma (log axis); the median marked; for a model of an MoLRG, d/n and K d/n dashed.
+
+    ``rows`` are the records of ``ranks.csv`` (keys ``sigma`` and ``rank_over_n``; numbers or strings).
+    """
+    with print_style():
+        fig = Figure(figsize=(6.9, 2.8))
+        fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.86 if title else 0.94)
+        ax = fig.subplots()
+        groups: dict[float, list[float]] = defaultdict(list)
+        for r in rows:
+            groups[_f(r, "sigma")].append(_f(r, "rank_over_n"))
+        sigmas = sorted(groups, reverse=True)
+        position = [math.log10(1.0 / s) for s in sigmas]
+        values = [np.array(groups[s]) for s in sigmas]
+        spread = [v for v, p in zip(values, position) if np.ptp(v) > 0]
+        if spread:  # a KDE needs a spread; constant levels are drawn as a bar below
+            parts = ax.violinplot(spread, [p for v, p in zip(values, position) if np.ptp(v) > 0], widths=0.18,
+                                  showextrema=False)
+            for body in parts["bodies"]:
+                body.set_facecolor("tab:blue")
+                body.set_alpha(0.45)
+        for v, p in zip(values, position):
+            lo, hi = float(v.min()), float(v.max())
+            ax.plot([p, p], [lo, hi], color="tab:blue", lw=0.6)
+            ax.plot([p - 0.06, p + 0.06], [float(np.median(v))] * 2, color="k", lw=1.2)
+        if reference:
+            d, k = int(reference["rank"]), int(reference["components"])
+            ax.axhline(d / dim, color="tab:red", ls="--", lw=0.8, label=f"d / n = {d}/{dim}")
+            ax.axhline(k * d / dim, color="tab:green", ls="--", lw=0.8, label=f"K d / n = {k * d}/{dim}")
+            ax.legend(loc="upper right")
+        ticks = [t for t in range(math.floor(min(position)), math.ceil(max(position)) + 1)]
+        ax.set_xticks(ticks, [f"$10^{{{t}}}$" for t in ticks])
+        ax.set_xlim(min(position) - 0.25, max(position) + 0.25)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("SNR $1/\\sigma$")
+        ax.set_ylabel("numerical rank / n")
+        ax.grid(True, which="major", alpha=0.3)
+        if title:
+            ax.set_title(title)
+    return fig

@@ -9,6 +9,7 @@ may change rounding, which is why they are recorded too). Every field is a decla
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -51,9 +52,14 @@ class TrainConfig:
     p_mean: float = param(-1.2, "EDM and identity losses: mean of ln sigma.", min=-20.0, max=20.0, cli=False)
     p_std: float = param(1.2, "EDM and identity losses: standard deviation of ln sigma.", positive=True, max=20.0,
                          cli=False)
+    sigma_range: tuple[float, ...] | None = param(None, "Identity loss: draw ln sigma uniformly between these two "
+                                                  "noise levels instead of EDM's log-normal.", positive=True,
+                                                  max=_HUGE, cli=False)
+    lr_decay_images: float = param(0.0, "Cosine decay of the learning rate to 0 over this many images (0 = none).",
+                                   min=0.0, max=_HUGE, cli=False)
 
     def __post_init__(self) -> None:
-        for name in ("sigma_data", "adam_betas"):  # one number, or a list from JSON, as a tuple
+        for name in ("sigma_data", "adam_betas", "sigma_range"):  # one number, or a list from JSON, as a tuple
             value = getattr(self, name)
             if isinstance(value, (int, float, list)):
                 object.__setattr__(self, name, tuple(value) if isinstance(value, list) else (float(value),))
@@ -67,6 +73,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["adam_betas"], d["sigma_data"] = list(self.adam_betas), list(self.sigma_data)
+        if self.sigma_range is not None:
+            d["sigma_range"] = list(self.sigma_range)
         return d
 
     @classmethod
@@ -74,10 +82,14 @@ class TrainConfig:
         return cls(**d)
 
     def lr_at(self, step: int) -> float:
-        """Learning rate of 0-based step ``step``: linear warm-up over ``lr_warmup_images``, then constant."""
-        if self.lr_warmup_images <= 0:
-            return self.lr
-        return self.lr * min(1.0, (step + 1) * self.batch / self.lr_warmup_images)
+        """Learning rate of 0-based step ``step``: linear warm-up over ``lr_warmup_images``, then constant, times
+        ``(1 + cos(pi t)) / 2`` with t = images seen / ``lr_decay_images`` (capped at 1) when that is set."""
+        lr = self.lr
+        if self.lr_warmup_images > 0:
+            lr *= min(1.0, (step + 1) * self.batch / self.lr_warmup_images)
+        if self.lr_decay_images > 0:
+            lr *= 0.5 * (1.0 + math.cos(math.pi * min(1.0, step * self.batch / self.lr_decay_images)))
+        return lr
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,8 @@ class Trainer:
         self.denoiser.to(device)
         sd = self.denoiser.sigma_data  # the loss weighs member m's samples with sigma_data[m]
         self.loss = make_loss(config.precond, p_mean=config.p_mean, p_std=config.p_std,
-                              sigma_data=per_member(sd.float(), torch.empty(self.members, 1)) if has_sd else None)
+                              sigma_data=per_member(sd.float(), torch.empty(self.members, 1)) if has_sd else None,
+                              sigma_range=config.sigma_range)
         self.ema = EMA(net, config.ema_halflife_images, config.ema_rampup_ratio)
         params = [p for p in net.parameters() if p.requires_grad]
         self.optimizer = Adam(params, betas=config.adam_betas, eps=config.adam_eps, fused=device.type == "cuda")
@@ -297,6 +298,9 @@ class Trainer:
         if cfg.grad_clip > 0:
             clip_member_grads_(grads, norms, cfg.grad_clip)
         self.optimizer.step(cfg.lr_at(step))
+        after_step = getattr(self.net, "after_optimizer_step", None)  # e.g. re-orthonormalise constrained weights
+        if after_step is not None:
+            after_step()
         self.ema.update(self.net, (step + 1) * cfg.batch, cfg.batch)
         self.step = step + 1
         return loss_sum, norms

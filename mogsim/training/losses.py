@@ -8,7 +8,9 @@ preconditioning's own (:mod:`mogsim.conventions`, Karras et al. 2022, Table 1), 
   with ``sd`` = ``sigma_data`` (a float, or a tensor with one value per member shaped to broadcast against sigma);
 * ``vp``: ``t ~ U(eps_t, 1)`` (eps_t = 1e-5), ``sigma = sigma_VP(t)`` (beta_d 19.9, beta_min 0.1), ``lambda = 1/sigma^2``;
 * ``identity`` (nets that are denoisers by construction, e.g. paper 2's low-rank denoiser; mogsim's convention):
-  EDM's ``ln sigma ~ N(P_mean, P_std^2)`` and weight 1, the plain denoising error ``E||D - y||^2``.
+  EDM's ``ln sigma ~ N(P_mean, P_std^2)`` and weight 1, the plain denoising error ``E||D - y||^2``; with
+  ``sigma_range = (lo, hi)``, ``ln sigma ~ U(ln lo, ln hi)`` instead (the low-rank denoiser trains reliably with
+  (0.002, 0.1): EDM's log-normal puts much weight on large sigma, where the gradient is mostly noise).
 
 Inputs use mogsim's scale-1 convention ``x = y + sigma n`` for all (the VP preconditioning rescales inside). The
 per-sample value here is a mean over coordinates (comparable across sample sizes); the training objective multiplies
@@ -18,6 +20,7 @@ it by the number of coordinates, i.e. sums over coordinates as EDM does.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, Union
 
@@ -75,15 +78,26 @@ class VPLoss:
 
 @dataclass(frozen=True)
 class IdentityLoss:
-    """EDM's noise distribution with weight 1, for denoisers by construction."""
+    """Weight 1, for denoisers by construction: EDM's noise distribution, or log-uniform on ``sigma_range``."""
 
     P_mean: float = -1.2
     P_std: float = 1.2
+    sigma_range: tuple[float, ...] | None = None
 
     name = "identity"
 
+    def __post_init__(self) -> None:
+        if self.sigma_range is not None:
+            lo, hi = (tuple(self.sigma_range) + (0.0, 0.0))[:2]
+            if len(self.sigma_range) != 2 or not 0 < lo < hi:
+                raise InputError(f"sigma_range={list(self.sigma_range)}: pass two noise levels 0 < lo < hi",
+                                 parameter="sigma_range")
+
     def sample_sigma(self, shape: Shape, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        return _log_normal(shape, generator, device, self.P_mean, self.P_std)
+        if self.sigma_range is None:
+            return _log_normal(shape, generator, device, self.P_mean, self.P_std)
+        lo, hi = (math.log(v) for v in self.sigma_range)
+        return torch.exp(torch.rand(shape, generator=generator, device=device, dtype=torch.float32) * (hi - lo) + lo)
 
     def weight(self, sigma: torch.Tensor) -> torch.Tensor:
         return IdentityPrecond().loss_weight(sigma)
@@ -126,12 +140,18 @@ def make_precond(name: str, *, sigma_data: float = 0.5) -> Precond:
     return entry.precond(sigma_data=sigma_data) if entry.has_sigma_data else entry.precond()
 
 
-def make_loss(name: str, *, sigma_data: Any = 0.5, p_mean: float = -1.2, p_std: float = 1.2) -> Loss:
+def make_loss(name: str, *, sigma_data: Any = 0.5, p_mean: float = -1.2, p_std: float = 1.2,
+              sigma_range: Sequence[float] | None = None) -> Loss:
     """The loss trained with preconditioning ``name``; each takes the options it has (``p_mean``/``p_std``: EDM and
-    identity; ``sigma_data``: EDM, a float or a per-member tensor)."""
+    identity; ``sigma_data``: EDM, a float or a per-member tensor; ``sigma_range``: identity only)."""
     entry = parametrisation(name)
     given = {"P_mean": p_mean, "P_std": p_std, "sigma_data": sigma_data}
     names = {f.name for f in dataclasses.fields(entry.loss)}  # type: ignore[arg-type]
+    if sigma_range is not None:
+        if "sigma_range" not in names:
+            raise InputError(f"sigma_range: only the identity loss draws sigma log-uniformly, not {name}",
+                             parameter="sigma_range")
+        given["sigma_range"] = tuple(float(v) for v in sigma_range)
     return entry.loss(**{k: v for k, v in given.items() if k in names})
 
 
