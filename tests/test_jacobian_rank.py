@@ -133,7 +133,7 @@ def test_a_sweep_cell_is_its_member_of_the_group_model(tmp_path, capsys):
     """A cell folder of a score-match sweep has no checkpoint of its own: its net is one member of its group's."""
     code, _, err = _cli(["score-match", "--sweep", "--ranks", "2", "--ns", "8,16", "--dim", "8", "--width", "32",
                          "--depth", "2", "--steps", "20", "--batch", "16", "--eval-queries", "16", "--sample-seeds",
-                         "8", "--device", "cpu", "--quiet", "--no-report", "--out", str(tmp_path / "sweep")], capsys)
+                         "16", "--device", "cpu", "--quiet", "--no-report", "--out", str(tmp_path / "sweep")], capsys)
     assert code == 0, err
     (root,) = (tmp_path / "sweep").iterdir()
     cell = next((root / "cells").glob("r2_N16_*"))
