@@ -63,8 +63,8 @@ def test_train_cli_runs_resumes_extends_and_guards_its_folder(edm_zip, tmp_path,
     config = json.loads((out / "config.json").read_text())
     assert config["data"]["n"] == 6 and config["data"]["format"] == "cifar10"
     assert config["budget"] == {"kind": "steps", "value": 2, "steps": 2, "images": 8, "epochs": 8 / 6, "batch": 4}
-    assert config["train"]["net"]["kwargs"]["model_channels"] == 8 and config["train"]["bf16"] is False
-    assert config["runtime"]["compile"] is False and config["provenance"]["device"] == "cpu"
+    assert config["train"]["net"]["kwargs"]["model_channels"] == 8 and config["train"]["precision"] == "fp32"
+    assert config["runtime"]["compile"] is None and config["provenance"]["device"] == "cpu"
     assert len(json.loads((out / "subset.json").read_text())["indices"]) == 6
     with open(out / "log.csv", newline="") as fh:
         assert [r["step"] for r in csv.DictReader(fh)] == ["1", "2"]

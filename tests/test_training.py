@@ -337,7 +337,7 @@ def test_benchmark_quick_runs_on_cpu(tmp_path):
 def test_cuda_bf16_channels_last_steps_are_finite():
     from mogsim.training import DistContext
 
-    cfg = tiny_config(bf16=True)
+    cfg = tiny_config(precision="bf16")
     trainer = Trainer(cfg, images(), runtime=RuntimeOptions(channels_last=True, progress="none"),
                       ctx=DistContext(device=torch.device("cuda")))
     for k in range(3):

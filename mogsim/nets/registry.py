@@ -14,6 +14,9 @@ mlp            vectors (B, n): width 256, 3 hidden layers, shared noise embeddin
                ``members=M`` gives M independent MLPs in batched products
 =============  ======================================================================  ============
 
+Every config takes ``members=M``: the MLP stacks M members' weights in batched products; a UNet family builds a
+:class:`~mogsim.nets.members.MemberList` of M separate UNets (the trainer runs them side by side on CUDA streams).
+
 Counts are for CIFAR-sized inputs (3x32x32) or n = 48. Dropout is 0 in every config (the authors trained with
 0.13: pass ``dropout=0.13``). Every config accepts overrides, e.g.
 ``build_network("unet-64", dropout=0.13)`` or ``build_network("unet-tiny", sample_shape=(3, 4, 4),
@@ -34,6 +37,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..params import check_params, param
+from .members import MemberList
 from .mlp import MLP
 from .unet import UNet, VectorUNet
 
@@ -119,7 +123,7 @@ def _scaled_attention(kwargs: dict[str, Any], resolution: int) -> tuple[int, ...
 
 def _allowed_keys(family: str) -> set[str]:
     unet = {"model_channels", "channel_mult", "channel_mult_emb", "num_blocks", "attn_resolutions", "dropout",
-            "num_heads", "adaptive_scale", "noise_channels", "max_positions"}
+            "num_heads", "adaptive_scale", "noise_channels", "max_positions", "members"}
     if family == "unet":
         return unet | {"out_channels"}
     if family == "unet-vector":
@@ -130,13 +134,17 @@ def _allowed_keys(family: str) -> set[str]:
 def build_from_config(config: dict[str, Any]) -> nn.Module:
     """Build the network described by :func:`network_config` (e.g. as stored in a checkpoint)."""
     family, kwargs = config["family"], dict(config["kwargs"])
-    if family == "unet":
-        return UNet(**kwargs)
-    if family == "unet-vector":
-        return VectorUNet(**kwargs)
     if family == "mlp":
         return MLP(**kwargs)
-    raise InputError(f"unknown network family {family!r}")
+    builders = {"unet": UNet, "unet-vector": VectorUNet}
+    if family not in builders:
+        raise InputError(f"unknown network family {family!r}")
+    members = kwargs.pop("members", 1)
+    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+        raise InputError(f"members={members!r}: pass a whole number >= 1", parameter="members")
+    if members == 1:
+        return builders[family](**kwargs)
+    return MemberList([builders[family](**kwargs) for _ in range(members)])
 
 
 def build_network(name: str, sample_shape: Sequence[int] | None = None, **overrides: Any) -> nn.Module:
