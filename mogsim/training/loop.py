@@ -282,9 +282,10 @@ class Trainer:
         cfg, parts = self.config, []
         has_sd = parametrisation(cfg.precond).has_sigma_data
         for m, member in enumerate(net.nets):
-            sd = float(self.denoiser.sigma_data[m]) if has_sd else None
+            sd = self.denoiser.sigma_data[m] if has_sd else None  # as a one-member trainer holds it
             denoiser = PreconditionedDenoiser(member, self.precond, sigma_data=sd).to(self.device)
-            loss = make_loss(cfg.precond, p_mean=cfg.p_mean, p_std=cfg.p_std, sigma_data=sd)
+            loss = make_loss(cfg.precond, p_mean=cfg.p_mean, p_std=cfg.p_std,
+                             sigma_data=sd.float() if sd is not None else None)
             parts.append(_Part(TrainStep(denoiser, loss, channels_last=channels_last), slice(m, m + 1)))
         return parts
 
@@ -656,7 +657,8 @@ class Trainer:
         ``time.monotonic()`` value) stops early with a checkpoint; Ctrl-C stops at the next step boundary with a
         checkpoint, then raises ``KeyboardInterrupt``. Returns a summary: steps, images, whether the budget was
         reached (``complete``), the last logged loss (mean over members and per member), mean images/s and wall
-        time, and how the steps ran (``execution``).
+        time (the preparation of the step, e.g. compiling, not included), how the steps ran (``execution``) and,
+        on CUDA, the peak memory allocated by this process.
         """
         run_dir = Path(run_dir) if run_dir is not None else None
         if self.execution is None and total_steps > self.step:
@@ -717,7 +719,9 @@ class Trainer:
                 "final_loss": float(np.mean(last)) if last and all(map(math.isfinite, last)) else None,
                 "final_loss_per_member": last, "wall_s": wall,
                 "images_per_s": (self.step - start_step) * cfg.batch * self.members / max(wall, 1e-9),
-                "execution": self.execution.record() if self.execution is not None else None}
+                "execution": self.execution.record() if self.execution is not None else None,
+                "peak_memory_gib": (torch.cuda.max_memory_allocated(self.device) / 2**30
+                                    if self.device.type == "cuda" else None)}
 
     def _log_row(self, done: int, log: "_CsvLog | None", images_per_s: float, wall_s: float) -> str:
         """Record a log row (history and ``log.csv``), reset the sums, and return the progress note."""
