@@ -502,15 +502,17 @@ class Trainer:
                         self._capture_or_fall_back(record)
         record.cuda_graph = self._graph is not None
         self.execution = record
-        advance(1)
+        advance(1, record.describe())
         return record
 
     def _capture_or_fall_back(self, record: Execution) -> None:
         """Warm up and capture the step; on failure keep the eager step, warn once and record why."""
         snapshot = self._snapshot()
         parts = len(self.parts)
-        self._streams = [torch.cuda.Stream(self.device) for _ in range(parts)] if parts > 1 else None
         try:
+            side_by_side = parts > 1 and self.device.type == "cuda"
+            self._streams = [torch.cuda.Stream(self.device) for _ in range(parts)] if side_by_side else None
+
             def warm(step: int) -> None:
                 self._prepare(step)
                 self.optimizer.zero_grad()
