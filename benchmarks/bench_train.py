@@ -8,18 +8,20 @@ recorded and the run goes on; the JSON is rewritten after every section):
    fp32, tf32 and bf16 captured in one CUDA graph, and bf16 eager (the previous step's structure, uncompiled);
    unet-64 at batch 512 and unet-128 at batch 128 in bf16 captured. Median of ``--repeats`` timings of n steps
    between CUDA events on real CIFAR-10 images; peak memory; warm-up and capture seconds.
-2. ``end_to_end`` (started in the background, while its compilation runs on the CPUs the next sections use the
-   GPU; measured last): ``mogsim train`` on a real N = 64 CIFAR-10 subset, unet-64, its CUDA defaults (bf16, CUDA
-   graph) and ``--compile`` (what the rule picks for a long run): its compile warm-up and the images/s of its log
-   rows (data, logging and all); rows that overlapped sections 3-4 on the GPU are reported apart.
-3. ``equivalence``: the fast default against fp32 over ``--equivalence-steps`` (20,000) steps: unet-tiny (one
+2. ``end_to_end`` and ``gpu_tests``, started in the background after section 1 and collected at the end:
+   ``mogsim train`` on a real N = 64 CIFAR-10 subset, unet-64, its CUDA defaults (bf16, CUDA graph) with
+   ``--compile`` (what the rule picks for a long run; while it compiles on the CPUs, the next sections use the
+   GPU): its compile warm-up and the images/s of its log rows (data, logging and the final checkpoint included);
+   rows that overlapped other sections on the GPU are reported apart. The GPU tests of ``tests/test_fast_step.py``
+   (replay = eager step, capture fallback, GPU resume).
+3. ``resume``: ``mogsim train`` (unet-tiny, defaults) interrupted with SIGINT at a step, resumed by the same
+   command, against an uninterrupted run started beside it: the loss rows after the resume step, the final weights.
+4. ``equivalence``: the fast default against fp32 over ``--equivalence-steps`` (20,000) steps: unet-tiny (one
    level, :data:`EQUIVALENCE_NET`) at batch 32 on 2,048 real CIFAR-10 images, ``--members`` seeds trained at
    once as the members of one Trainer per precision, both Trainers replayed side by side on two CUDA streams; the
    training loss of the last 10% of steps and the EMA nets' loss on a fixed evaluation set, per member (members =
    seeds: their spread is the seed-to-seed spread; member m of both precisions sees the same initial weights,
-   batches and noise).
-4. ``resume``: ``mogsim train`` (unet-tiny, defaults) interrupted with SIGINT at a step, resumed by the same
-   command, against an uninterrupted run: the loss rows after the resume step and the final weights.
+   batches and noise). It stops early, and records so, when fewer than ``--equivalence-reserve`` seconds are left.
 5. ``profile``: ``torch.profiler`` breakdown of the bf16 captured unet-64 step (``step_profile.py``), if time is left.
 
 The previous default (bf16 + compile, eager step; 1,514 images/s on an H200, issue 11) is not re-measured: its
@@ -27,7 +29,9 @@ compile would cost a second warm-up of ~90 s this budget does not have; the tabl
 
 GPU (one call; ``cifar2048.zip`` made by ``--make-subset``)::
 
-    python benchmarks/bench_train.py --out $OUT --cifar .bench-data/cifar2048.zip --budget-seconds 200
+    python benchmarks/bench_train.py --out $OUT --cifar .bench-data/cifar2048.zip --budget-seconds 180
+    python benchmarks/bench_train.py --out $OUT --cifar .bench-data/cifar2048.zip --budget-seconds 85 \
+        --only equivalence --equivalence-reserve 10      # a second call, if the first ran out of time
 
 CPU smoke check (tiny networks, every section, a few steps; checks the script, measures nothing useful)::
 
@@ -302,13 +306,36 @@ class Bench:
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         return {"proc": proc, "log": log, "out": out, "command": "mogsim " + " ".join(args)}
 
+    def start_gpu_tests(self) -> dict[str, Any]:
+        """Start the GPU tests of the captured step (replay = eager step, capture fallback, GPU resume) in the
+        background: they validate on the GPU what CI checks on the CPU with a stand-in graph."""
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO / "tests" / "test_fast_step.py"),
+               str(REPO / "tests" / "test_training.py"), "-k", "replayed or capture_failure or gpu_resume or cuda_bf16"]
+        log = open(self.run.out / "gpu_tests.log", "w")
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
+        return {"proc": proc, "log": log, "command": " ".join(cmd[1:])}
+
+    def finish_gpu_tests(self, job: dict[str, Any]) -> dict[str, Any]:
+        try:
+            job["proc"].wait(timeout=max(self.run.left(), 5))
+        except subprocess.TimeoutExpired:
+            job["proc"].kill()
+            job["proc"].wait()
+        job["log"].close()
+        text = (self.run.out / "gpu_tests.log").read_text()
+        return {"command": job["command"], "returncode": job["proc"].returncode, "output_tail": text[-3000:]}
+
     def finish_end_to_end(self, job: dict[str, Any], rows_when_free: int) -> dict[str, Any]:
         proc = job["proc"]
         try:
             proc.wait(timeout=max(self.run.left(), 5))
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGINT)  # the run checkpoints and stops at the next step
-            proc.wait(timeout=60)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         job["log"].close()
         text = (self.run.out / "e2e.log").read_text()
         summary_path = job["out"] / "summary.json"
@@ -345,8 +372,8 @@ class Bench:
             base += ["--width", "8", "--batch", "8"]
         full, cut = self.run.out / "resume_full", self.run.out / "resume_cut"
         outputs = {}
-        outputs["full"] = subprocess.run(cli(*base, "--out", str(full)), cwd=self.run.out, capture_output=True,
-                                         text=True, timeout=300)
+        uninterrupted = subprocess.Popen(cli(*base, "--out", str(full)), cwd=self.run.out, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True)  # side by side with the cut run
         proc = subprocess.Popen(cli(*base, "--out", str(cut)), cwd=self.run.out, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         while proc.poll() is None:  # interrupt once the run has logged a third of its steps
@@ -357,12 +384,15 @@ class Bench:
             time.sleep(0.05)
         outputs["cut"] = proc.communicate(timeout=120)[0]
         killed_rc = proc.returncode
-        outputs["resumed"] = subprocess.run(cli(*base, "--out", str(cut)), cwd=self.run.out, capture_output=True,
-                                            text=True, timeout=300)
+        outputs["full"] = uninterrupted.communicate(timeout=300)[0]
+        resumed = subprocess.run(cli(*base, "--out", str(cut)), cwd=self.run.out, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, timeout=300)
+        outputs["resumed"] = resumed.stdout
+        returncodes = {"full": uninterrupted.returncode, "cut": killed_rc, "resumed": resumed.returncode}
         resumed_at = json.loads((cut / "summary.json").read_text()).get("resumed_at_step")
-        uninterrupted = {r["step"]: r["loss"] for r in read_log(full / "log.csv")}
-        after = [(uninterrupted[r["step"]], r["loss"]) for r in read_log(cut / "log.csv")
-                 if resumed_at is not None and r["step"] > resumed_at and r["step"] in uninterrupted]
+        reference = {r["step"]: r["loss"] for r in read_log(full / "log.csv")}
+        after = [(reference[r["step"]], r["loss"]) for r in read_log(cut / "log.csv")
+                 if resumed_at is not None and r["step"] > resumed_at and r["step"] in reference]
         rel = [abs(x - y) / abs(x) for x, y in after]
         from mogsim.runs import RunFolder, load_checkpoint
 
@@ -370,13 +400,12 @@ class Bench:
         wb = load_checkpoint(RunFolder(cut).latest_checkpoint())["net"]
         num = sum(float((wa[k].double() - wb[k].double()).norm() ** 2) for k in wa)
         den = sum(float(wa[k].double().norm() ** 2) for k in wa)
-        return {"steps": steps, "interrupted_returncode": killed_rc, "resumed_at_step": resumed_at,
+        return {"steps": steps, "resumed_at_step": resumed_at,
                 "rows_compared_after_resume": len(after), "loss_rel_diff_max": max(rel) if rel else None,
                 "loss_rel_diff_median": statistics.median(rel) if rel else None,
                 "weights_rel_diff": (num / den) ** 0.5,
                 "execution": json.loads((cut / "summary.json").read_text()).get("execution"),
-                "returncodes": {k: getattr(v, "returncode", None) for k, v in outputs.items()},
-                "tails": {k: (v if isinstance(v, str) else v.stdout + v.stderr)[-600:] for k, v in outputs.items()}}
+                "returncodes": returncodes, "tails": {k: v[-600:] for k, v in outputs.items()}}
 
     # 4 ---------------------------------------------------------------------------------------------------------
     def equivalence(self) -> dict[str, Any]:
@@ -390,7 +419,9 @@ class Bench:
         trainers, streams = {}, {}
         for precision in ("fp32", "bf16"):
             cfg = TrainConfig(net=net, precond="vp", batch=8 if self.smoke else 32, precision=precision, seed=7)
-            trainers[precision] = self.trainer(cfg, [self.data] * members, RuntimeOptions(progress="none"))
+            # not compiled: the rule would not compile a launch this short, and two compilations would not fit
+            trainers[precision] = self.trainer(cfg, [self.data] * members,
+                                               RuntimeOptions(progress="none", compile=False))
             trainers[precision].prepare_execution(steps)
             streams[precision] = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         history: dict[str, list[list[float]]] = {p: [] for p in trainers}
@@ -484,7 +515,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-seconds", type=float, default=200.0)
     p.add_argument("--repeats", type=int, default=5, help="Timings per configuration (median reported).")
     p.add_argument("--target-seconds", type=float, default=0.4, help="Length of one timing.")
-    p.add_argument("--e2e-steps", type=int, default=1200)
+    p.add_argument("--e2e-steps", type=int, default=600)
     p.add_argument("--resume-steps", type=int, default=600)
     p.add_argument("--equivalence-steps", type=int, default=20000)
     p.add_argument("--equivalence-reserve", type=float, default=45.0,
@@ -513,14 +544,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     bench = Bench(run)
     only = [o.strip() for o in (args.only or "").split(",") if o.strip()]
     run.section("throughput", 30, bench.throughput)
-    job = None
+    job = tests = None
     if not only or "end_to_end" in only:
         job = bench.start_end_to_end()
-    run.section("equivalence", 40, bench.equivalence)
+    if not only or "gpu_tests" in only:
+        tests = bench.start_gpu_tests()
     run.section("resume", 30, bench.resume)
+    run.section("equivalence", 40, bench.equivalence)
     if job is not None:
         rows_when_free = len(read_log(job["out"] / "log.csv"))
         run.section("end_to_end", 0, lambda: bench.finish_end_to_end(job, rows_when_free))
+    if tests is not None:
+        run.section("gpu_tests", 0, lambda: bench.finish_gpu_tests(tests))
     run.section("profile", 25, bench.profile)
     run.save()
     print(markdown_table(run.result["results"]))
