@@ -29,8 +29,8 @@ compile would cost a second warm-up of ~90 s this budget does not have; the tabl
 
 GPU (one call; ``cifar2048.zip`` made by ``--make-subset``)::
 
-    python benchmarks/bench_train.py --out $OUT --cifar .bench-data/cifar2048.zip --budget-seconds 180
-    python benchmarks/bench_train.py --out $OUT --cifar .bench-data/cifar2048.zip --budget-seconds 85 \
+    python benchmarks/bench_train.py --out $OUT --cifar .bench-data/cifar2048.zip --work /tmp/bench --budget-seconds 180
+    python benchmarks/bench_train.py --out $OUT --cifar .bench-data/cifar2048.zip --work /tmp/bench --budget-seconds 85 \
         --only equivalence --equivalence-reserve 10      # a second call, if the first ran out of time
 
 CPU smoke check (tiny networks, every section, a few steps; checks the script, measures nothing useful)::
@@ -97,8 +97,9 @@ class Run:
 
     def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
         self.args, self.device, self.started = args, device, time.perf_counter()
-        self.out = Path(args.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out, self.work = Path(args.out), Path(args.work or args.out)
+        for folder in (self.out, self.work):
+            folder.mkdir(parents=True, exist_ok=True)
         self.result: dict[str, Any] = {
             "benchmark": "bench_train", "issue": 11, "command": " ".join(sys.argv),
             "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -292,7 +293,7 @@ class Bench:
     # 2 ---------------------------------------------------------------------------------------------------------
     def start_end_to_end(self) -> dict[str, Any]:
         """Start ``mogsim train`` (unet-64, N = 64, defaults + --compile) in the background."""
-        out = self.run.out / "e2e"
+        out = self.run.work / "e2e"
         steps = 40 if self.smoke else self.run.args.e2e_steps
         args = ["train", "--data", str(Path(self.run.args.cifar).resolve()), "--n", "64", "--balanced",
                 "--arch", "unet-tiny" if self.smoke else "unet-64", "--precond", "vp", "--steps", str(steps), "--log-every", "10" if self.smoke
@@ -302,7 +303,7 @@ class Bench:
         else:
             args += ["--compile"]
         log = open(self.run.out / "e2e.log", "w")
-        proc = subprocess.Popen(cli(*args), cwd=self.run.out, stdout=log, stderr=subprocess.STDOUT, text=True,
+        proc = subprocess.Popen(cli(*args), cwd=self.run.work, stdout=log, stderr=subprocess.STDOUT, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         return {"proc": proc, "log": log, "out": out, "command": "mogsim " + " ".join(args)}
 
@@ -347,7 +348,7 @@ class Bench:
         clean = [r["images_per_s"] for r in rows[first_clean:]]
         busy = [r["images_per_s"] for r in rows[1:first_clean]]
         result = {"command": job["command"], "returncode": proc.returncode, "summary": summary,
-                  "log_rows": len(rows), "output_tail": text[-3000:],
+                  "log_rows": len(rows), "rows": rows, "output_tail": text[-3000:],
                   "images_per_s_median_clean_rows": statistics.median(clean) if clean else None,
                   "clean_rows": len(clean), "images_per_s_median_overlapped_rows":
                   statistics.median(busy) if busy else None, "overlapped_rows": len(busy)}
@@ -370,11 +371,11 @@ class Bench:
                 "0", "--no-progress", "--device", self.device.type]
         if self.smoke:
             base += ["--width", "8", "--batch", "8"]
-        full, cut = self.run.out / "resume_full", self.run.out / "resume_cut"
+        full, cut = self.run.work / "resume_full", self.run.work / "resume_cut"
         outputs = {}
-        uninterrupted = subprocess.Popen(cli(*base, "--out", str(full)), cwd=self.run.out, stdout=subprocess.PIPE,
+        uninterrupted = subprocess.Popen(cli(*base, "--out", str(full)), cwd=self.run.work, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, text=True)  # side by side with the cut run
-        proc = subprocess.Popen(cli(*base, "--out", str(cut)), cwd=self.run.out, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cli(*base, "--out", str(cut)), cwd=self.run.work, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         while proc.poll() is None:  # interrupt once the run has logged a third of its steps
             rows = read_log(cut / "log.csv")
@@ -385,7 +386,7 @@ class Bench:
         outputs["cut"] = proc.communicate(timeout=120)[0]
         killed_rc = proc.returncode
         outputs["full"] = uninterrupted.communicate(timeout=300)[0]
-        resumed = subprocess.run(cli(*base, "--out", str(cut)), cwd=self.run.out, stdout=subprocess.PIPE,
+        resumed = subprocess.run(cli(*base, "--out", str(cut)), cwd=self.run.work, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, timeout=300)
         outputs["resumed"] = resumed.stdout
         returncodes = {"full": uninterrupted.returncode, "cut": killed_rc, "resumed": resumed.returncode}
@@ -509,6 +510,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, help="Folder for bench_train.json and the runs' folders and logs.")
+    p.add_argument("--work", type=Path, help="Folder for the runs' folders (default: --out).")
     p.add_argument("--cifar", type=Path, help="The data: an EDM-style zip of real CIFAR-10 images (--make-subset).")
     p.add_argument("--make-subset", nargs=2, type=Path, metavar=("CIFAR10", "ZIP"),
                    help="Write the 2,048-image balanced subset (seed 0) of CIFAR10 to ZIP and exit.")
