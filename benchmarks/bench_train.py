@@ -364,48 +364,54 @@ class Bench:
 
     # 3 ---------------------------------------------------------------------------------------------------------
     def resume(self) -> dict[str, Any]:
-        """``mogsim train`` killed with SIGINT at a step and resumed, against an uninterrupted run."""
+        """``mogsim train`` killed with SIGINT at a step and resumed, against an uninterrupted run; a second
+        uninterrupted run beside them measures how far two identical GPU runs drift apart anyway (cuDNN's
+        autotuning and atomics)."""
         steps = 60 if self.smoke else self.run.args.resume_steps
         base = ["train", "--data", str(Path(self.run.args.cifar).resolve()), "--n", "64", "--balanced", "--arch",
                 "unet-tiny", "--precond", "vp", "--steps", str(steps), "--log-every", "10", "--checkpoint-every",
                 "0", "--no-progress", "--device", self.device.type]
         if self.smoke:
             base += ["--width", "8", "--batch", "8"]
-        full, cut = self.run.work / "resume_full", self.run.work / "resume_cut"
-        outputs = {}
-        uninterrupted = subprocess.Popen(cli(*base, "--out", str(full)), cwd=self.run.work, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, text=True)  # side by side with the cut run
-        proc = subprocess.Popen(cli(*base, "--out", str(cut)), cwd=self.run.work, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        while proc.poll() is None:  # interrupt once the run has logged a third of its steps
-            rows = read_log(cut / "log.csv")
+        folders = {name: self.run.work / f"resume_{name}" for name in ("full", "again", "cut")}
+
+        def start(name: str) -> subprocess.Popen:
+            return subprocess.Popen(cli(*base, "--out", str(folders[name])), cwd=self.run.work,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+        procs = {name: start(name) for name in folders}  # side by side
+        cut = procs["cut"]
+        while cut.poll() is None:  # interrupt once the run has logged a third of its steps
+            rows = read_log(folders["cut"] / "log.csv")
             if rows and rows[-1]["step"] >= steps // 3:
-                proc.send_signal(signal.SIGINT)
+                cut.send_signal(signal.SIGINT)
                 break
             time.sleep(0.05)
-        outputs["cut"] = proc.communicate(timeout=120)[0]
-        killed_rc = proc.returncode
-        outputs["full"] = uninterrupted.communicate(timeout=300)[0]
-        resumed = subprocess.run(cli(*base, "--out", str(cut)), cwd=self.run.work, stdout=subprocess.PIPE,
+        outputs = {name: proc.communicate(timeout=300)[0] for name, proc in procs.items()}
+        returncodes = {name: proc.returncode for name, proc in procs.items()}
+        resumed = subprocess.run(cli(*base, "--out", str(folders["cut"])), cwd=self.run.work, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, timeout=300)
-        outputs["resumed"] = resumed.stdout
-        returncodes = {"full": uninterrupted.returncode, "cut": killed_rc, "resumed": resumed.returncode}
-        resumed_at = json.loads((cut / "summary.json").read_text()).get("resumed_at_step")
-        reference = {r["step"]: r["loss"] for r in read_log(full / "log.csv")}
-        after = [(reference[r["step"]], r["loss"]) for r in read_log(cut / "log.csv")
-                 if resumed_at is not None and r["step"] > resumed_at and r["step"] in reference]
-        rel = [abs(x - y) / abs(x) for x, y in after]
+        outputs["resumed"], returncodes["resumed"] = resumed.stdout, resumed.returncode
+        summary = json.loads((folders["cut"] / "summary.json").read_text())
+        resumed_at = summary.get("resumed_at_step")
         from mogsim.runs import RunFolder, load_checkpoint
 
-        wa = load_checkpoint(RunFolder(full).latest_checkpoint())["net"]
-        wb = load_checkpoint(RunFolder(cut).latest_checkpoint())["net"]
-        num = sum(float((wa[k].double() - wb[k].double()).norm() ** 2) for k in wa)
-        den = sum(float(wa[k].double().norm() ** 2) for k in wa)
-        return {"steps": steps, "resumed_at_step": resumed_at,
-                "rows_compared_after_resume": len(after), "loss_rel_diff_max": max(rel) if rel else None,
-                "loss_rel_diff_median": statistics.median(rel) if rel else None,
-                "weights_rel_diff": (num / den) ** 0.5,
-                "execution": json.loads((cut / "summary.json").read_text()).get("execution"),
+        def against_full(name: str) -> dict[str, Any]:
+            """Loss rows after the resume step and final weights of run ``name`` against the uninterrupted one."""
+            reference = {r["step"]: r["loss"] for r in read_log(folders["full"] / "log.csv")}
+            pairs = [(reference[r["step"]], r["loss"]) for r in read_log(folders[name] / "log.csv")
+                     if resumed_at is not None and r["step"] > resumed_at and r["step"] in reference]
+            rel = [abs(x - y) / abs(x) for x, y in pairs]
+            wa = load_checkpoint(RunFolder(folders["full"]).latest_checkpoint())["net"]
+            wb = load_checkpoint(RunFolder(folders[name]).latest_checkpoint())["net"]
+            num = sum(float((wa[k].double() - wb[k].double()).norm() ** 2) for k in wa)
+            den = sum(float(wa[k].double().norm() ** 2) for k in wa)
+            return {"rows_compared": len(pairs), "loss_rel_diff_max": max(rel) if rel else None,
+                    "loss_rel_diff_median": statistics.median(rel) if rel else None,
+                    "weights_rel_diff": (num / den) ** 0.5}
+
+        return {"steps": steps, "resumed_at_step": resumed_at, "resumed": against_full("cut"),
+                "uninterrupted_again": against_full("again"), "execution": summary.get("execution"),
                 "returncodes": returncodes, "tails": {k: v[-600:] for k, v in outputs.items()}}
 
     # 4 ---------------------------------------------------------------------------------------------------------
@@ -566,7 +572,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "eval_seed_spread_rel", "eval_paired_rel_diff"):
         print(f"[bench] equivalence {key}: {eq.get(key)}")
     rs = run.result["sections"].get("resume", {}).get("value") or {}
-    for key in ("resumed_at_step", "loss_rel_diff_max", "weights_rel_diff"):
+    for key in ("resumed_at_step", "resumed", "uninterrupted_again"):
         print(f"[bench] resume {key}: {rs.get(key)}")
     print(f"[bench] wrote {run.out / 'bench_train.json'} ({run.elapsed():.0f} s)")
     return run.result

@@ -234,21 +234,31 @@ def _cuda_trainer(cfg: TrainConfig, data, graph: bool) -> Trainer:
 @pytest.mark.parametrize("precision, members", [("bf16", 1), ("fp32", 3)])
 def test_a_replayed_step_is_the_eager_step(precision, members):
     """Graph replays draw the same data and noise as eager steps and update the same state: losses agree to the
-    rounding of the kernels chosen (bitwise when cuDNN picks the same ones), weights likewise."""
+    rounding of the kernels chosen, and the weights are far closer than one step's update (a missed or repeated
+    update, or other noise, would move them by a whole step). Not bitwise: cuDNN's autotuned weight-gradient and
+    attention-backward kernels may accumulate in any order, and Adam's first steps (update ~ lr * sign(gradient))
+    turn rounding in near-zero gradients into differences of order lr; measured on an H200 (fp32, 3 members):
+    9e-4 of the weights' norm after 4 steps, where one step moves them by about 1.2e-2."""
     # no dropout: the two trainers would draw it from torch's one global generator, in turns
     cfg = config(members, precision=precision, batch=16, net=tiny_net(members), xflip=True)
     data = [images(20, m) for m in range(members)]
     eager, graphed = _cuda_trainer(cfg, data, False), _cuda_trainer(cfg, data, True)
     tol = 2e-2 if precision == "bf16" else 1e-4
+
+    def distance(a, b):
+        num = sum(float((x - y).double().norm() ** 2) for x, y in zip(a, b))
+        return (num / sum(float(x.double().norm() ** 2) for x in a)) ** 0.5
+
     for k in range(4):
+        before = [p.detach().clone() for p in eager.net.parameters()]
         eager.run_step(k)
         graphed.run_step(k)
     eager_losses, graphed_losses = eager._mean_since_last_row(), graphed._mean_since_last_row()
     torch.testing.assert_close(torch.tensor(graphed_losses[0]), torch.tensor(eager_losses[0]), rtol=tol, atol=0)
     assert graphed.optimizer.steps == 4 and int(graphed.optimizer._step_tensors[0]) == 4
-    num = sum(float((a - b).double().norm() ** 2) for a, b in zip(eager.net.parameters(), graphed.net.parameters()))
-    den = sum(float(a.double().norm() ** 2) for a in eager.net.parameters())
-    assert (num / den) ** 0.5 < tol
+    one_step = distance(list(eager.net.parameters()), before)
+    apart = distance(list(eager.net.parameters()), list(graphed.net.parameters()))
+    assert apart < (1.0 if precision == "bf16" else 0.25) * one_step, (apart, one_step)
 
 
 @gpu
@@ -267,6 +277,7 @@ def test_capture_failure_falls_back_to_the_eager_step(monkeypatch):
     assert trainer.execution.cuda_graph is False and trainer.execution.graph_fallback
     assert any("capture failed" in str(w.message) for w in caught)
     assert int(trainer.net.calls) == 4 and trainer.step == 4
+    torch.nn.functional.dropout(torch.ones(8, device=CUDA), 0.5)  # torch's default generator draws again
 
 
 @gpu

@@ -121,6 +121,16 @@ def capture(body: Callable[[], Any], generators: Sequence[torch.Generator], devi
     return graph, outputs, time.perf_counter() - t0
 
 
+def release_generators(device: torch.device) -> torch.Generator:
+    """After a failed capture: the generators registered with its graph (torch's default CUDA generator always is)
+    stay in capture mode, where every draw fails ("Offset increment outside graph capture encountered
+    unexpectedly"). Gives the default generator a fresh state (the caller restores its seed and offset) and returns
+    a fresh generator to replace the caller's own registered ones."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    torch.cuda.default_generators[index].graphsafe_set_state(torch.Generator(device=device).graphsafe_get_state())
+    return torch.Generator(device=device)
+
+
 def time_steps(run: Callable[[int], Any], first_step: int, device: torch.device, steps: int = TIMED_STEPS) -> float:
     """Seconds per step of ``run(step)``, after one untimed step."""
     run(first_step)

@@ -529,6 +529,8 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - any operation that cannot be captured: keep the eager step
             self._graph, self._streams = None, None
             self.optimizer.zero_grad()
+            # reseeded from (seed, step) at every step, so a fresh generator draws what the old one would have
+            self._noise_generator = execution.release_generators(self.device)
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
             record.graph_fallback = reason
             warnings.warn(f"CUDA graph capture failed, training with the eager step ({reason})", RuntimeWarning,
