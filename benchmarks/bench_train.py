@@ -48,9 +48,7 @@ import argparse
 import contextlib
 import csv
 import datetime as _dt
-import io
 import json
-import math
 import os
 import signal
 import statistics
@@ -58,7 +56,6 @@ import subprocess
 import sys
 import time
 import traceback
-import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -89,7 +86,6 @@ FLOP_PER_IMAGE = {"unet-64": 32.05e9, "unet-128": 127.13e9}
 #: which is what makes 20,000 steps of two precisions x three seeds affordable. It is shallower than unet-64, so
 #: rounding errors accumulate over fewer layers: a fair test of the arithmetic, not of depth.
 EQUIVALENCE_NET = {"channel_mult": (1,), "attn_resolutions": (32,)}
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 class Run:
@@ -200,29 +196,14 @@ def read_log(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(fh)]
 
 
-def write_edm_zip(images: np.ndarray, labels: np.ndarray, path: Path) -> None:
-    """uint8 images (N, 3, 32, 32) as PNGs in EDM's dataset-tool layout (dataset.json with labels): lossless."""
-    from PIL import Image
-
-    entries = []
-    with zipfile.ZipFile(path, "w") as zf:
-        for i, (img, label) in enumerate(zip(images, labels)):
-            name = f"{CLASSES[int(label)]}/{i:05d}.png"
-            buf = io.BytesIO()
-            Image.fromarray(img.transpose(1, 2, 0), "RGB").save(buf, format="PNG")
-            zf.writestr(name, buf.getvalue())
-            entries.append([name, int(label)])
-        zf.writestr("dataset.json", json.dumps({"labels": entries}))
-
-
 def make_subset(source: Path, target: Path, n: int = 2048) -> None:
     """The benchmark's data: a class-balanced seeded subset of ``n`` CIFAR-10 training images (subset seed 0)."""
-    from mogsim.data import load_cifar10
+    from mogsim.data import load_cifar10, write_edm_zip
 
     loaded = load_training_set(source, n=n, subset_seed=0, balanced=True)
     _, labels = load_cifar10(source, split="train")
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_edm_zip(loaded.data.numpy(), labels[loaded.indices], target)
+    write_edm_zip(target, loaded.data.numpy(), labels[loaded.indices])
     print(f"wrote {target}: {n} images, {target.stat().st_size / 2**20:.1f} MiB", flush=True)
 
 

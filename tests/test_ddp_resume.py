@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 import torch
+from gloo_workers import run_ranks
 
 from mogsim.runs import RunFolder, load_checkpoint
 
@@ -51,12 +47,6 @@ cleanup_distributed(ctx)
 """
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _final(run: Path) -> dict:
     return load_checkpoint(RunFolder(run).latest_checkpoint())
 
@@ -80,21 +70,7 @@ def test_a_run_changes_its_number_of_processes_and_keeps_its_loss_curve(tmp_path
 
         script = tmp_path / "worker.py"
         script.write_text(textwrap.dedent(WORKER))
-        port, procs = _free_port(), []
-        for rank in range(2):
-            env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                       MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-            procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-        outputs = []
-        for p in procs:
-            try:
-                outputs.append(p.communicate(timeout=300)[0])
-            except subprocess.TimeoutExpired:
-                for q in procs:
-                    q.kill()
-                pytest.fail("DDP workers timed out")
-        assert all(p.returncode == 0 for p in procs), "\n".join(outputs)
+        run_ranks(script, str(tmp_path))
 
         resumed = train_run(cfg, data, budget("steps", 4), tmp_path / "two_one", runtime=runtime)
         assert resumed["resumed_at_step"] == 2

@@ -238,13 +238,14 @@ def test_a_replayed_step_is_the_eager_step(precision, members):
     update, or other noise, would move them by a whole step). Not bitwise: cuDNN's autotuned weight-gradient and
     attention-backward kernels may accumulate in any order, and Adam's first steps (update ~ lr * sign(gradient))
     turn rounding in near-zero gradients into differences of order lr; measured on an H200 (fp32, 3 members):
-    9e-4 of the weights' norm after 4 steps, where one step moves them by about 1.2e-2."""
+    9e-4 of the weights' norm after 4 steps, where one step moves them by about 1.2e-2 (this config on the CPU)."""
     # no dropout: the two trainers would draw it from torch's one global generator, in turns
     cfg = config(members, precision=precision, batch=16, net=tiny_net(members), xflip=True)
     data = [images(20, m) for m in range(members)]
     eager, graphed = _cuda_trainer(cfg, data, False), _cuda_trainer(cfg, data, True)
     tol = 2e-2 if precision == "bf16" else 1e-4
 
+    @torch.no_grad()
     def distance(a, b):
         num = sum(float((x - y).double().norm() ** 2) for x, y in zip(a, b))
         return (num / sum(float(x.double().norm() ** 2) for x in a)) ** 0.5

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from mogsim.data import write_edm_zip
 from mogsim.errors import InputError
 from mogsim.nets import PreconditionedDenoiser, network_config
 from mogsim.runs import RunFolder, load_checkpoint
@@ -325,7 +326,7 @@ def test_benchmark_smoke_runs_on_cpu(tmp_path):
 
     rng = np.random.default_rng(0)
     data = tmp_path / "cifar.zip"
-    bench.write_edm_zip(rng.integers(0, 256, (24, 3, 32, 32), dtype=np.uint8), np.arange(24) % 10, data)
+    write_edm_zip(data, rng.integers(0, 256, (24, 3, 32, 32), dtype=np.uint8), np.arange(24) % 10)
     result = bench.main(["--cpu-smoke", "--out", str(tmp_path / "out"), "--cifar", str(data),
                          "--only", "throughput,equivalence"])
     saved = json.loads((tmp_path / "out" / "bench_train.json").read_text())

@@ -1,10 +1,10 @@
 """How the trainer executes its step on a GPU: eager, compiled, captured whole in one CUDA graph, and the rule that
 picks the fastest for a run.
 
-**Measured** (one H200, unet-64, batch 128, bf16; BENCHMARKS.md, issue 11): the eager step is host-bound (about
-3,500 kernel launches a step); the same step captured in one CUDA graph runs 2.05x faster; ``torch.compile`` on top
-cuts the captured step to 0.59 of its time, but compiling costs about 90 s per network and batch shape (once per
-process; Inductor's caches shorten later compilations of the same shape).
+**Measured** (one H200, unet-64, batch 128, bf16; BENCHMARKS.md, issue 11): the eager step takes 76 ms and is
+host-bound (thousands of kernel launches a step); the same step captured in one CUDA graph takes 45 ms;
+``torch.compile`` on top cuts it to 25 ms (5,050 images/s in ``mogsim train``), but compiling costs about 85 s per
+network and batch shape (once per process; Inductor's caches shorten later compilations of the same shape).
 
 **The rule** (``RuntimeOptions`` fields left at None):
 
@@ -13,8 +13,9 @@ process; Inductor's caches shorten later compilations of the same shape).
   eager step with one warning and records why.
 * ``compile``: off on the CPU. On CUDA the trainer times the uncompiled step (a few replays on a snapshot of the
   state, which is then restored, so timing does not change the trajectory) and compiles when this launch would take
-  at least :data:`COMPILE_AFTER_S` seconds uncompiled: compiling then saves about 40% of that, at least 120 s, more
-  than the ~90 s it costs. Shorter launches finish sooner without it.
+  at least :data:`COMPILE_AFTER_S` seconds uncompiled: compiling then saves about 44% of that, at least 130 s, more
+  than the ~85 s it costs. Shorter launches finish sooner without it (the timing is taken in the process itself,
+  so a GPU shared with other work can tip a launch near the threshold either way).
 
 The trainer records its choice, the timed step and the reasons (:meth:`Execution.record`).
 """
