@@ -81,6 +81,16 @@ def test_train_cli_runs_resumes_extends_and_guards_its_folder(edm_zip, tmp_path,
     assert json.loads((out / "config.json").read_text())["train"]["lr"] == 0.002
 
 
+def test_train_report_writes_the_runs_pdf(edm_zip, tmp_path, capsys):
+    from pypdf import PdfReader
+
+    out = tmp_path / "run"
+    assert run_cli(base_args(edm_zip, out) + ["--steps", "2", "--report"]) == 0
+    assert f"report: {out / 'report.pdf'}" in capsys.readouterr().out
+    text = " ".join(page.extract_text() for page in PdfReader(out / "report.pdf").pages)
+    assert "Training unet-tiny on 6 items" in " ".join(text.split())
+
+
 @pytest.mark.parametrize("extra, message", [
     ([], "exactly one of --steps, --images or --epochs"),
     (["--steps", "2", "--images", "100"], "exactly one"),
