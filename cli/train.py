@@ -5,14 +5,20 @@ unless ``--force`` (which starts that run over), and so is a folder holding anyt
 network (:class:`mogsim.nets.NetOptions`), the training recipe (:class:`mogsim.training.TrainConfig`) and the
 runtime (:class:`mogsim.training.RuntimeOptions`) are generated from those dataclasses. Multi-GPU: ``torchrun --standalone --nproc_per_node=G --
 $(which mogsim) train ...`` (the ``--`` keeps torchrun from reading ``--n`` as an abbreviation of its own options;
-every rank loads the data, rank 0 writes).
+every rank loads the data, rank 0 writes). ``--report`` writes the run's ``report.pdf`` at the end.
+
+Defaults that depend on the device: ``--precision`` bf16 on CUDA, fp32 on the CPU; ``--compile`` and
+``--cuda-graph`` follow the rule of :mod:`mogsim.training.execution` (capture on CUDA; compile when the launch is
+long enough to repay the warm-up), and the choice is printed and recorded in ``summary.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 import typer
@@ -24,6 +30,7 @@ from mogsim.params import flags, resolve, to_flags
 from mogsim.runs import RunFolder
 from mogsim.training import (RuntimeOptions, TrainConfig, TrainingDiverged, cleanup_distributed, resolve_budget,
                              setup_distributed, train_run)
+from mogsim.training.execution import Execution
 from mogsim.training.run import RUN_KIND
 
 from .options import flag_errors, with_options
@@ -32,12 +39,13 @@ SUBSET_FILE = "subset.json"
 
 
 FLAGS = {**flags(NetOptions, TrainConfig, RuntimeOptions), **{name: f"--{name}" for name in (
-    "out", "data", "n", "device", "force", "steps", "images", "epochs")}}
+    "out", "data", "n", "device", "force", "steps", "images", "epochs", "report")}}
 
 
-def _auto(flag: Optional[bool], device: torch.device) -> bool:
-    """A --x/--no-x option left unset means: on for CUDA, off for CPU."""
-    return device.type == "cuda" if flag is None else bool(flag)
+def default_precision(device: torch.device) -> str:
+    """``--precision`` left unset: bf16 on CUDA (the fastest, within seed-to-seed spread of fp32, BENCHMARKS.md),
+    fp32 on the CPU (bf16 autocast is slow there)."""
+    return "bf16" if device.type == "cuda" else "fp32"
 
 
 @with_options(NetOptions, TrainConfig, RuntimeOptions)
@@ -57,24 +65,26 @@ def train_command(
     force: bool = typer.Option(False, "--force", help="Start over if --out holds a run with another config."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress: bars on a terminal, "
                                   "a line every few seconds otherwise."),
+    report: bool = typer.Option(False, "--report/--no-report", help="Write the run's report.pdf (mogsim report) "
+                                "into --out when training ends."),
     **options: Any,
 ) -> None:
     """Train a denoiser network (DDPM++ UNet or MLP) with exact resume; re-run to continue an interrupted run."""
-    with flag_errors(FLAGS):
+    with flag_errors(FLAGS), _one_line_warnings():
         _train(data=data, out=out, n=n, subset_seed=subset_seed, balanced=balanced, cache_dir=cache_dir,
                budget=resolve_budget(steps=steps, images=images, epochs=epochs), device=device, force=force,
-               progress=progress, options=options)
+               progress=progress, report=report, options=options)
 
 
 def _train(*, data: Path, out: Path, n: Optional[int], subset_seed: int, balanced: bool, cache_dir: Optional[Path],
-           budget: Any, device: str, force: bool, progress: bool, options: dict[str, Any]) -> None:
+           budget: Any, device: str, force: bool, progress: bool, report: bool, options: dict[str, Any]) -> None:
     """Check every option, load the data, train; nothing is written before all checks passed."""
     if n is not None and not 1 <= n <= 10**9:
         raise InputError(f"n={n}: must be between 1 and 10^9 (or left out to use every item)", parameter="n")
     net_options = resolve(NetOptions, options)
     ctx = setup_distributed(device)
     try:
-        options.update(bf16=_auto(options.get("bf16"), ctx.device), compile=_auto(options.get("compile"), ctx.device))
+        options["precision"] = options.get("precision") or default_precision(ctx.device)
         config = resolve(TrainConfig, options, net={})  # checked now; the network follows the data's shape
         runtime = resolve(RuntimeOptions, options, progress="auto" if progress else "none")
         RunFolder(out, kind=RUN_KIND).check_owner()
@@ -97,14 +107,15 @@ def _train(*, data: Path, out: Path, n: Optional[int], subset_seed: int, balance
             total = budget.total_steps(config.batch, int(tensor.shape[0]))
             typer.echo(f"{net['name']} ({config.precond}) on {tensor.shape[0]} items of shape "
                        f"{tuple(tensor.shape[1:])}: {total} steps of {config.batch} on {ctx.device} "
-                       f"x{ctx.world_size}; bf16={config.bf16} compile={runtime.compile} "
-                       f"channels_last={runtime.channels_last}")
+                       f"x{ctx.world_size}; precision {config.precision}, compile "
+                       f"{_on_off_auto(runtime.compile)}, CUDA graph {_on_off_auto(runtime.cuda_graph)}, "
+                       f"channels_last {_on_off_auto(runtime.channels_last)}")
             with torch.device("meta"):
                 typer.echo(f"parameters: {count_parameters(build_from_config(net)):,}")
         summary = train_run(config, tensor, budget, out, data_record=record, runtime=runtime, ctx=ctx, force=force,
                             extra_files=(SUBSET_FILE,), on_prepared=write_subset)
     except TrainingDiverged as exc:
-        print(f"mogsim: error: {to_flags(str(exc), FLAGS, ('lr', 'grad_clip', 'bf16'))}", file=sys.stderr)
+        print(f"mogsim: error: {to_flags(str(exc), FLAGS, ('lr', 'grad_clip', 'precision'))}", file=sys.stderr)
         raise typer.Exit(1)
     finally:
         cleanup_distributed(ctx)
@@ -115,8 +126,33 @@ def _train(*, data: Path, out: Path, n: Optional[int], subset_seed: int, balance
             typer.echo(f"already trained to step {summary['steps']}{resumed}, which meets the budget of "
                        f"{summary['total_steps']} steps; nothing to do. Run folder {out}")
         else:
+            typer.echo(f"steps ran as: {Execution(**_fields(summary['execution'])).describe()}")
             typer.echo(f"trained to step {summary['steps']} ({summary['images']:,} images){resumed}; "
                        f"loss {summary['final_loss']:.4g}; {summary['images_per_s']:,.0f} img/s; run folder {out}")
+        if report:
+            from mogsim.report import write_report  # reportlab and matplotlib: only for reports
+
+            write_report([out], out / "report.pdf")
+            typer.echo(f"report: {out / 'report.pdf'}")
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Library warnings (e.g. a CUDA graph capture that fell back to the eager step) as one ``mogsim: warning:``
+    line each on stderr."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *args, **kwargs: print(  # type: ignore[assignment]
+            f"mogsim: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        yield
+
+
+def _on_off_auto(flag: Optional[bool]) -> str:
+    return "auto" if flag is None else "on" if flag else "off"
+
+
+def _fields(record: dict[str, Any]) -> dict[str, Any]:
+    """An execution record's constructor fields."""
+    return {k: v for k, v in record.items() if k in Execution.__dataclass_fields__}
 
 
 def register(app: typer.Typer) -> None:

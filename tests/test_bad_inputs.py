@@ -147,6 +147,8 @@ TRAINING_ROWS: list[tuple[list[str], str]] = [
     (_train("{inputs}/images.npy", "--attn-resolutions", "16"), "--attn-resolutions [16]"),
     (_train("{inputs}/images.npy", "--width", "0"), "--width 0"),
     (_train("{inputs}/images.npy", "--out", "{inputs}/notes"), "holds other files (notes.txt)"),
+    (_train("{inputs}/images.npy", "--precision", "fp16"), "--precision 'fp16': choose one of fp32, tf32, bf16"),
+    (_train("{inputs}/images.npy", "--cuda-graph"), "--cuda-graph: needs a CUDA device"),
     (["train", "--data", "{inputs}/vectors48.npy", "--out", "run", "--arch", "mlp", "--dropout", "0.1", "--steps", "1",
       "--device", "cpu"], "--dropout: applies to UNets"),
 ]

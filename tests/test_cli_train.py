@@ -63,8 +63,8 @@ def test_train_cli_runs_resumes_extends_and_guards_its_folder(edm_zip, tmp_path,
     config = json.loads((out / "config.json").read_text())
     assert config["data"]["n"] == 6 and config["data"]["format"] == "cifar10"
     assert config["budget"] == {"kind": "steps", "value": 2, "steps": 2, "images": 8, "epochs": 8 / 6, "batch": 4}
-    assert config["train"]["net"]["kwargs"]["model_channels"] == 8 and config["train"]["bf16"] is False
-    assert config["runtime"]["compile"] is False and config["provenance"]["device"] == "cpu"
+    assert config["train"]["net"]["kwargs"]["model_channels"] == 8 and config["train"]["precision"] == "fp32"
+    assert config["runtime"]["compile"] is None and config["provenance"]["device"] == "cpu"
     assert len(json.loads((out / "subset.json").read_text())["indices"]) == 6
     with open(out / "log.csv", newline="") as fh:
         assert [r["step"] for r in csv.DictReader(fh)] == ["1", "2"]
@@ -79,6 +79,16 @@ def test_train_cli_runs_resumes_extends_and_guards_its_folder(edm_zip, tmp_path,
     assert err.startswith("mogsim: error:") and "\n" not in err and "train.lr" in err and "--force" in err
     assert run_cli(base_args(edm_zip, out) + ["--steps", "1", "--lr", "0.002", "--force"]) == 0
     assert json.loads((out / "config.json").read_text())["train"]["lr"] == 0.002
+
+
+def test_train_report_writes_the_runs_pdf(edm_zip, tmp_path, capsys):
+    from pypdf import PdfReader
+
+    out = tmp_path / "run"
+    assert run_cli(base_args(edm_zip, out) + ["--steps", "2", "--report"]) == 0
+    assert f"report: {out / 'report.pdf'}" in capsys.readouterr().out
+    text = " ".join(page.extract_text() for page in PdfReader(out / "report.pdf").pages)
+    assert "Training unet-tiny on 6 items" in " ".join(text.split())
 
 
 @pytest.mark.parametrize("extra, message", [

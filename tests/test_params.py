@@ -145,7 +145,8 @@ def test_cli_options_and_shown_defaults_come_from_the_dataclasses():
     runner = CliRunner()
     train_help = runner.invoke(build_app(), ["train", "--help"], terminal_width=200).output
     for text in ("--lr-warmup-images", "[default: 200000]", "--attn-resolutions", "--grad-clip", "[default: 0]",
-                 "--compile / --no-compile", "[default: on for CUDA]", "--checkpoint-every"):
+                 "--compile / --no-compile", "--cuda-graph / --no-cuda-graph", "[default: on for CUDA in a single "
+                 "process]", "--precision", "[default: bf16 on CUDA", "--checkpoint-every"):
         assert text in train_help, text
     sm_help = runner.invoke(build_app(), ["score-match", "--help"], terminal_width=200).output
     for text in ("--n ", "[default: 512]", "--rank", "--ns", "[default: 256 for mlp, 64 for unet]", "--time-limit"):

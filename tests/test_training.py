@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from mogsim.data import write_edm_zip
 from mogsim.errors import InputError
 from mogsim.nets import PreconditionedDenoiser, network_config
 from mogsim.runs import RunFolder, load_checkpoint
@@ -317,17 +318,23 @@ def test_float32_mode_sets_and_restores_tf32_flags():
 
 # --- the benchmark script ---------------------------------------------------------------------------------------
 
-def test_benchmark_quick_runs_on_cpu(tmp_path):
+def test_benchmark_smoke_runs_on_cpu(tmp_path):
+    """The GPU benchmark's own CPU smoke check, on its cheapest sections (the others run in CI-free smoke calls)."""
     spec = importlib.util.spec_from_file_location("bench_train", ROOT / "benchmarks" / "bench_train.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    out = tmp_path / "bench.json"
-    bench.main(["--quick", "--device", "cpu", "--out", str(out)])
-    result = json.loads(out.read_text())
-    assert result["torch"] == torch.__version__ and result["device_name"]
-    rows = result["results"]
-    assert {r["mode"] for r in rows} >= {"fp32", "bf16"}
-    assert all(r["status"] == "ok" and r["images_per_s"] > 0 for r in rows)
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "cifar.zip"
+    write_edm_zip(data, rng.integers(0, 256, (24, 3, 32, 32), dtype=np.uint8), np.arange(24) % 10)
+    result = bench.main(["--cpu-smoke", "--out", str(tmp_path / "out"), "--cifar", str(data),
+                         "--only", "throughput,equivalence"])
+    saved = json.loads((tmp_path / "out" / "bench_train.json").read_text())
+    assert saved["torch"] == torch.__version__ and saved["sections"]["throughput"]["status"] == "ok"
+    rows = [r for r in result["results"] if r.get("source") == "measured"]
+    assert {r["precision"] for r in rows} == {"fp32", "bf16"} and all(r["images_per_s"] > 0 for r in rows)
+    eq = saved["sections"]["equivalence"]["value"]
+    assert eq["steps_done"] == 8 and len(eq["eval_loss"]["bf16"]) == 2 and eq["execution"]["bf16"]["precision"] == "bf16"
 
 
 # --- GPU --------------------------------------------------------------------------------------------------------
@@ -337,7 +344,7 @@ def test_benchmark_quick_runs_on_cpu(tmp_path):
 def test_cuda_bf16_channels_last_steps_are_finite():
     from mogsim.training import DistContext
 
-    cfg = tiny_config(bf16=True)
+    cfg = tiny_config(precision="bf16")
     trainer = Trainer(cfg, images(), runtime=RuntimeOptions(channels_last=True, progress="none"),
                       ctx=DistContext(device=torch.device("cuda")))
     for k in range(3):

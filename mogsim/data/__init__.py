@@ -6,7 +6,7 @@ them to ``[-1, 1]``; ``subset_indices`` draws nested (and optionally class-balan
 uses (an array file or CIFAR-10, a subset, checks for shape, dtype and NaN/inf).
 """
 
-from .cifar import CIFAR10_CLASSES, SPLITS, images_to_tensor, load_cifar10
+from .cifar import CIFAR10_CLASSES, SPLITS, images_to_tensor, load_cifar10, write_edm_zip
 from .subsets import load_subset, save_subset, subset_indices
 from .training_set import TrainingSet, load_training_set
 
@@ -16,6 +16,7 @@ __all__ = [
     "TrainingSet",
     "images_to_tensor",
     "load_cifar10",
+    "write_edm_zip",
     "load_subset",
     "load_training_set",
     "save_subset",

@@ -86,6 +86,21 @@ def load_cifar10(path: str | os.PathLike, split: str = "train", *,
     return images, labels
 
 
+def write_edm_zip(path: str | os.PathLike, images: np.ndarray, labels: Sequence[int]) -> Path:
+    """uint8 images (N, 3, 32, 32) and their CIFAR-10 labels as an EDM-style zip (``<class>/<index>.png`` plus
+    ``dataset.json``), losslessly: :func:`load_cifar10` reads back the same arrays (e.g. a small subset to carry)."""
+    entries = []
+    with zipfile.ZipFile(path, "w") as zf:
+        for i, (img, label) in enumerate(zip(np.asarray(images, dtype=np.uint8), labels)):
+            name = f"{CIFAR10_CLASSES[int(label)]}/{i:05d}.png"
+            buf = io.BytesIO()
+            Image.fromarray(img.transpose(1, 2, 0), "RGB").save(buf, format="PNG")
+            zf.writestr(name, buf.getvalue())
+            entries.append([name, int(label)])
+        zf.writestr("dataset.json", json.dumps({"labels": entries}))
+    return Path(path)
+
+
 def images_to_tensor(images: np.ndarray | torch.Tensor, dtype: torch.dtype = torch.float32,
                      device: str | torch.device = "cpu") -> torch.Tensor:
     """Map uint8 images ``(N, C, H, W)`` to a float tensor in ``[-1, 1]`` (``x / 127.5 - 1``) on ``device``.

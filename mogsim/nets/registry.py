@@ -17,6 +17,9 @@ lowrank        paper 2's low-rank denoiser (:class:`~mogsim.nets.lowrank.       
                a denoiser by construction (train it with ``precond="identity"``)
 =============  ======================================================================  ============
 
+Every config takes ``members=M``: the MLP stacks M members' weights in batched products; a UNet family builds a
+:class:`~mogsim.nets.members.MemberList` of M separate UNets (the trainer runs them side by side on CUDA streams).
+
 Counts are for CIFAR-sized inputs (3x32x32) or n = 48. Dropout is 0 in every config (the authors trained with
 0.13: pass ``dropout=0.13``). Every config accepts overrides, e.g.
 ``build_network("unet-64", dropout=0.13)`` or ``build_network("unet-tiny", sample_shape=(3, 4, 4),
@@ -38,6 +41,7 @@ from torch import nn
 from ..errors import InputError
 from ..params import check_params, param
 from .lowrank import LowRankDenoiser
+from .members import MemberList
 from .mlp import MLP
 from .unet import UNet, VectorUNet
 
@@ -125,7 +129,7 @@ def _scaled_attention(kwargs: dict[str, Any], resolution: int) -> tuple[int, ...
 
 def _allowed_keys(family: str) -> set[str]:
     unet = {"model_channels", "channel_mult", "channel_mult_emb", "num_blocks", "attn_resolutions", "dropout",
-            "num_heads", "adaptive_scale", "noise_channels", "max_positions"}
+            "num_heads", "adaptive_scale", "noise_channels", "max_positions", "members"}
     if family == "unet":
         return unet | {"out_channels"}
     if family == "unet-vector":
@@ -138,15 +142,19 @@ def _allowed_keys(family: str) -> set[str]:
 def build_from_config(config: dict[str, Any]) -> nn.Module:
     """Build the network described by :func:`network_config` (e.g. as stored in a checkpoint)."""
     family, kwargs = config["family"], dict(config["kwargs"])
-    if family == "unet":
-        return UNet(**kwargs)
-    if family == "unet-vector":
-        return VectorUNet(**kwargs)
     if family == "mlp":
         return MLP(**kwargs)
     if family == "lowrank":
         return LowRankDenoiser(**kwargs)
-    raise InputError(f"unknown network family {family!r}")
+    builders = {"unet": UNet, "unet-vector": VectorUNet}
+    if family not in builders:
+        raise InputError(f"unknown network family {family!r}")
+    members = kwargs.pop("members", 1)
+    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+        raise InputError(f"members={members!r}: pass a whole number >= 1", parameter="members")
+    if members == 1:
+        return builders[family](**kwargs)
+    return MemberList([builders[family](**kwargs) for _ in range(members)])
 
 
 def build_network(name: str, sample_shape: Sequence[int] | None = None, **overrides: Any) -> nn.Module:

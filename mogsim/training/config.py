@@ -2,8 +2,9 @@
 
 Two runs with equal ``TrainConfig``, data and seed follow the same trajectory (bitwise on CPU; on a GPU up to the
 nondeterminism of its kernels), whatever their budget: the budget only says where to stop, so a finished run
-can be extended. ``RuntimeOptions`` change speed, not the mathematics (``torch.compile`` and ``channels_last``
-may change rounding, which is why they are recorded too). Every field is a declared parameter
+can be extended. ``precision`` belongs to the mathematics (fp32, tf32 or bf16 autocast); ``RuntimeOptions`` change
+speed, not the mathematics (``torch.compile``, CUDA graphs and ``channels_last`` may change rounding, which is why
+they are recorded too). Every field is a declared parameter
 (:mod:`mogsim.params`): checked on construction, and the source of the command line's options and defaults.
 """
 
@@ -18,6 +19,8 @@ from ..progress import MODES
 from .losses import PRECONDS
 
 _HUGE = 1e15
+#: arithmetic of a run: float32 (no TF32), float32 with TF32 matrix units, or bf16 autocast (float32 weights)
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,9 @@ class TrainConfig:
     grad_clip: float = param(0.0, "Clip each member's gradient norm to this (0 = off).", min=0.0, max=_HUGE)
     xflip: bool = param(False, "Random horizontal flips (augmentation).")
     seed: int = param(0, "Seed of initialisation, data order, noise and dropout.", min=0, max=2**63 - 1)
-    bf16: bool = param(False, "bfloat16 autocast.", shown="on for CUDA")
-    tf32: bool = param(False, "Allow TF32 in float32 convolutions and matmuls.")
+    precision: str = param("fp32", "Arithmetic: fp32 (float32, TF32 off), tf32 (float32 with TF32 matrix units) or "
+                           "bf16 (bfloat16 autocast, float32 weights and optimizer).", choices=PRECISIONS,
+                           shown="bf16 on CUDA, fp32 on CPU")
     p_mean: float = param(-1.2, "EDM and identity losses: mean of ln sigma.", min=-20.0, max=20.0, cli=False)
     p_std: float = param(1.2, "EDM and identity losses: standard deviation of ln sigma.", positive=True, max=20.0,
                          cli=False)
@@ -79,6 +83,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; also reads records of mogsim versions that had ``bf16``/``tf32`` flags."""
+        d = dict(d)
+        if "bf16" in d or "tf32" in d:
+            bf16, tf32 = bool(d.pop("bf16", False)), bool(d.pop("tf32", False))
+            d.setdefault("precision", "bf16" if bf16 else "tf32" if tf32 else "fp32")
         return cls(**d)
 
     def lr_at(self, step: int) -> float:
@@ -94,11 +103,18 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """Execution choices: compilation, memory layout, checkpoint and log cadence, progress display."""
+    """Execution choices: compilation, CUDA graph capture, memory layout, checkpoint and log cadence, progress.
 
-    compile: bool = param(False, "torch.compile the network.", shown="on for CUDA")
-    channels_last: bool = param(False, "channels_last memory format (it slowed unet-64 by 6-11% on an H100, see "
-                                "BENCHMARKS.md).")
+    ``compile`` and ``cuda_graph`` left at None mean "the fastest for this run" (:mod:`mogsim.training.execution`
+    states the rule and the trainer records what it chose).
+    """
+
+    compile: bool | None = param(None, "torch.compile the network.",
+                                 shown="auto: on CUDA when the run is long enough to repay the warm-up, see README")
+    cuda_graph: bool | None = param(None, "Capture the whole training step in one CUDA graph (CUDA only).",
+                                    shown="on for CUDA in a single process")
+    channels_last: bool = param(False, "channels_last memory format (it slowed unet-64 by 6-11% on an H100 and 20% "
+                                "captured on an H200, see BENCHMARKS.md).")
     checkpoint_every: int = param(2000, "Checkpoint every this many steps (and at the end; 0 = only at the end).",
                                   min=0, max=10**12)
     keep_checkpoints: int = param(2, "Keep the newest K checkpoints (0 = all).", min=0, max=10**6)

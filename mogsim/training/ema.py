@@ -3,6 +3,8 @@
 After each step with global batch B and ``images`` seen so far, ``ema <- beta ema + (1 - beta) w`` with
 ``beta = 0.5 ** (B / h)`` and ``h = min(halflife_images, rampup_ratio * images)``: the ramp-up keeps the average
 from being dominated by the random initialisation early in short runs (EDM default ratio 0.05; ``None`` disables it).
+The update is ``ema += (1 - beta) (w - ema)`` in three foreach operations whose weight may be a 0-d device tensor,
+so the trainer's captured CUDA graph and its eager step compute it identically, without a host synchronisation.
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ class EMA:
     def update(self, model: nn.Module, images: int, batch: int) -> float:
         """Average ``model``'s parameters in (buffers are copied); returns the beta used."""
         beta = self.beta(images, batch)
+        self.average_in(model, 1.0 - beta)
+        return beta
+
+    @torch.no_grad()
+    def average_in(self, model: nn.Module, weight: float | torch.Tensor) -> None:
+        """``ema += weight (w - ema)`` for ``model``'s parameters (``weight`` a number or a 0-d tensor on their
+        device); buffers are copied."""
         if self._pairs is None or self._pairs[0] is not model:  # the tensor lists, built once per model
             ema_params = list(self.module.parameters())
             params = [p.detach() for p in model.parameters()]
@@ -48,10 +57,15 @@ class EMA:
                 raise RuntimeError("EMA: the model's parameters no longer match the averaged copy")
             self._pairs = (model, ema_params, params, list(zip(self.module.buffers(), model.buffers())))
         _, ema_params, params, buffers = self._pairs
-        torch._foreach_lerp_(ema_params, params, 1.0 - beta)
+        step = torch._foreach_sub(params, ema_params)
+        torch._foreach_mul_(step, weight)
+        torch._foreach_add_(ema_params, step)
         for b_ema, b in buffers:
             b_ema.copy_(b)
-        return beta
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """The averaged parameters and buffers (what a step writes)."""
+        return list(self.module.parameters()) + list(self.module.buffers())
 
     def state_dict(self) -> dict[str, Any]:
         return self.module.state_dict()

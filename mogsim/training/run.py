@@ -5,7 +5,9 @@ on what data, with which budget, runtime and provenance, plus one entry per laun
 ``checkpoints/ckpt-<step>.pt`` and ``summary.json`` (plus the subset file the CLI writes). Pointing a new launch at
 the same folder resumes from its newest checkpoint if the ``train`` and ``data`` sections match; otherwise it is
 refused unless ``force``, which starts the run over. The budget may differ: the trajectory does not depend on it,
-so a finished run can be extended. A folder holding anything else is refused.
+so a finished run can be extended. A folder holding anything else is refused, and so is a run of a mogsim version
+that recorded ``bf16``/``tf32`` flags instead of ``precision`` (it cannot be resumed exactly). ``summary.json``
+records how the last launch executed its steps (``execution``: precision, compiled or not, CUDA graph, and why).
 """
 
 from __future__ import annotations
@@ -52,11 +54,20 @@ def run_record(config: TrainConfig, budget: Budget, runtime: RuntimeOptions, dat
         "data": data,
         "budget": budget.record(config.batch, num_items),
         "runtime": {**runtime.to_dict(), "device": str(ctx.device), "world_size": ctx.world_size,
-                    "bf16_autocast": config.bf16, "tf32": config.tf32,
                     "cudnn_benchmark": ctx.device.type == "cuda"},
         "parameters": num_parameters,
         "provenance": provenance(ctx.device),
     })
+
+
+def _refuse_legacy_run(folder: RunFolder, force: bool) -> None:
+    """One line for a folder written before ``precision`` replaced the ``bf16``/``tf32`` flags."""
+    stored = folder.read_config() if folder.config_path.exists() else None
+    train = (stored or {}).get("train")
+    if not force and isinstance(train, dict) and ("bf16" in train or "tf32" in train):
+        raise InputError(f"out={str(folder.path)!r}: holds a run of an earlier mogsim (bf16/tf32 options, now "
+                         "precision), which cannot be resumed exactly; use another folder, or force to start that "
+                         "run over", parameter=("out", "force"))
 
 
 def train_run(config: TrainConfig, data: torch.Tensor, budget: Budget, out: str | os.PathLike, *,
@@ -80,6 +91,7 @@ def train_run(config: TrainConfig, data: torch.Tensor, budget: Budget, out: str 
     trainer = Trainer(config, data, runtime=runtime, ctx=ctx)  # checks data and config before any file is written
     record = run_record(config, budget, runtime, data_record, ctx, num_items, trainer.num_parameters)
     folder = RunFolder(out, kind=RUN_KIND)
+    _refuse_legacy_run(folder, force)
     launch = {"started_utc": record["provenance"]["created_utc"], "command": record["provenance"]["command"],
               "git_commit": record["provenance"]["git_commit"], "budget_steps": record["budget"]["steps"],
               "device": str(ctx.device), "world_size": ctx.world_size}
