@@ -40,9 +40,8 @@ from mogsim.devices import resolve_device  # noqa: E402
 from mogsim.experiments.cifar_gap_eval import CellEvalSettings, CellReferences, evaluate_cell  # noqa: E402
 from mogsim.io import write_json  # noqa: E402
 from mogsim.nets import PreconditionedDenoiser, build_network, network_config  # noqa: E402
-from mogsim.nets.precond import make_precond  # noqa: E402
 from mogsim.provenance import provenance  # noqa: E402
-from mogsim.training import RuntimeOptions, TrainConfig, Trainer, load_trained_denoiser  # noqa: E402
+from mogsim.training import RuntimeOptions, TrainConfig, Trainer, load_trained_denoiser, make_precond  # noqa: E402
 
 
 def load_images(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +71,8 @@ def train_images_per_s(args: argparse.Namespace, subset: np.ndarray, device: tor
     """Training throughput of the same net (bf16 per ``--bf16``, no compile), or None with ``--train-steps 0``."""
     if args.train_steps < 1:
         return None
-    config = TrainConfig(net=network_config(args.arch, (3, 32, 32)), bf16=args.bf16, batch=args.train_batch)
+    config = TrainConfig(net=network_config(args.arch, (3, 32, 32)),
+                         precision="bf16" if args.bf16 else "fp32", batch=args.train_batch)
     trainer = Trainer(config, torch.from_numpy(subset), runtime=RuntimeOptions(compile=False, progress="none"))
     trainer.train_step(0)
     _sync(device)
