@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "theory",
     "report",
+    "cifar_optimal_gap",
 )
 
 #: One example per command, shown at the end of its --help (a command module may set its own epilog instead).
@@ -30,6 +31,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "theory": ("mogsim theory --only molrg --latex /tmp/theory.tex",),
     "report": ("mogsim report reports/score-match-30k --out report.pdf",),
     "subspace-recovery": ("mogsim subspace-recovery --components 2 --ranks 2,4,6 --trials 20",),
+    "cifar-optimal-gap": ("mogsim cifar-optimal-gap --data ../shared/data/cifar10-jpeg --device cpu",
+                          "mogsim cifar-optimal-gap --data ../shared/data/cifar10-jpeg --ns 64,128,...,4096 "
+                          "--archs unet-64,unet-128 --images 1e6 --report"),
 }
 
 QUICK_START = ("mogsim sample --seeds 0-511 --out runs/molrg",

@@ -20,7 +20,7 @@ from ..errors import InputError
 from .files import RunFiles
 
 #: Modules of mogsim.report that define ``KINDS``; a new experiment adds its module here (order = detection order).
-KIND_MODULES: tuple[str, ...] = ("score_match", "train", "theory")
+KIND_MODULES: tuple[str, ...] = ("score_match", "train", "theory", "cifar_optimal_gap")
 
 #: The values of :attr:`Claim.agrees`.
 AGREES = ("yes", "partly", "no", "not tested", "not judged")
