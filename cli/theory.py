@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         target = _latex_target(latex) if latex is not None else None
         if report and out is None:
             raise InputError("--report needs --out DIR (the report is written to DIR/report.pdf)")
-        folder = ensure_writable_dir(out) if out is not None else None
+        folder = ensure_writable_dir(out, option="--out") if out is not None else None
         outcomes = run_all([r.name for r in selected], on_outcome=lambda o: typer.echo(format_outcome(o)))
         verified = sum(o.status == "verified" for o in outcomes)
         total = sum(o.seconds for o in outcomes)

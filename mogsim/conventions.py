@@ -174,8 +174,33 @@ def vp_scale(sigma: Sigma) -> torch.Tensor:
 
 # --- preconditioning (EDM, Karras et al. 2022, Table 1) ------------------------------------------------------------
 
+class Preconditioning:
+    """What every preconditioning shares: ``D(x; sigma) = c_skip x + c_out F(c_in x; c_noise)``, trained with the
+    loss weight ``lambda = 1 / c_out^2`` (EDM's rule, which gives the network a unit-weight target at every noise
+    level; VP's and VE's ``1 / sigma^2`` are this rule too).
+
+    Subclasses override the coefficients that differ from the neutral ones here: ``c_skip = c_out = c_in = 1`` and
+    ``c_noise = sigma``.
+    """
+
+    def c_skip(self, sigma: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(sigma)
+
+    def c_out(self, sigma: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(sigma)
+
+    def c_in(self, sigma: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(sigma)
+
+    def c_noise(self, sigma: torch.Tensor) -> torch.Tensor:
+        return sigma
+
+    def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
+        return 1.0 / self.c_out(sigma) ** 2
+
+
 @dataclass(frozen=True)
-class EDMPrecond:
+class EDMPrecond(Preconditioning):
     """EDM preconditioning: ``D(x; sigma) = c_skip x + c_out F(c_in x; c_noise)`` and the loss weight.
 
     ``sigma_data`` is the data's standard deviation (0.5 for images in [-1, 1]). The training loss
@@ -199,21 +224,15 @@ class EDMPrecond:
     def c_noise(self, sigma: torch.Tensor) -> torch.Tensor:
         return torch.log(sigma) / 4.0
 
-    def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
-        return 1.0 / self.c_out(sigma) ** 2
-
 
 @dataclass(frozen=True)
-class VPPrecond:
+class VPPrecond(Preconditioning):
     """VP preconditioning (Karras et al. 2022, Table 1): ``c_skip = 1``, ``c_out = -sigma``,
     ``c_in = 1 / sqrt(sigma^2 + 1)``, ``c_noise = (M - 1) t(sigma)``, loss weight ``1 / sigma^2``."""
 
     beta_d: float = 19.9
     beta_min: float = 0.1
     M: int = 1000
-
-    def c_skip(self, sigma: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(sigma)
 
     def c_out(self, sigma: torch.Tensor) -> torch.Tensor:
         return -sigma
@@ -224,26 +243,14 @@ class VPPrecond:
     def c_noise(self, sigma: torch.Tensor) -> torch.Tensor:
         return (self.M - 1) * VPSchedule(self.beta_d, self.beta_min).t_of_sigma(sigma)
 
-    def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
-        return 1.0 / (sigma * sigma)
-
 
 @dataclass(frozen=True)
-class VEPrecond:
+class VEPrecond(Preconditioning):
     """VE preconditioning (Karras et al. 2022, Table 1): ``c_skip = 1``, ``c_out = sigma``, ``c_in = 1``,
     ``c_noise = log(sigma / 2)``, loss weight ``1 / sigma^2``."""
-
-    def c_skip(self, sigma: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(sigma)
 
     def c_out(self, sigma: torch.Tensor) -> torch.Tensor:
         return sigma
 
-    def c_in(self, sigma: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(sigma)
-
     def c_noise(self, sigma: torch.Tensor) -> torch.Tensor:
         return torch.log(0.5 * sigma)
-
-    def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
-        return 1.0 / (sigma * sigma)

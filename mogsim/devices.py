@@ -1,4 +1,7 @@
-"""Device and dtype choice, and exact float32 matrix products (no TF32)."""
+"""Device and dtype choice, and exact float32 matrix products (no TF32).
+
+Errors name the parameters ``device`` and ``dtype``; the command line shows them as its flags.
+"""
 
 from __future__ import annotations
 
@@ -19,26 +22,27 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     name = str(device).strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: no CUDA GPU is visible to torch; use --device cpu or auto",
-                             parameter="device")
-        return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")
-    raise InputError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N", parameter="device")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"device={device!r}: no CUDA GPU is visible to torch; pass cpu or auto",
+                             parameter="device")
+        with contextlib.suppress(RuntimeError):  # torch refuses "cuda:x" with a RuntimeError
+            return torch.device(name)
+    raise InputError(f"device={device!r}: pass auto, cpu, cuda or cuda:N", parameter="device")
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """``"float32"`` or ``"float64"`` (or the torch dtype itself)."""
     if isinstance(dtype, torch.dtype):
         if dtype not in _DTYPES.values():
-            raise InputError(f"dtype {dtype} is not supported; use float32 or float64", parameter="dtype")
+            raise InputError(f"dtype={dtype!r}: pass {' or '.join(_DTYPES)}", parameter="dtype")
         return dtype
     try:
         return _DTYPES[str(dtype).strip().lower()]
     except KeyError:
-        raise InputError(f"--dtype {dtype!r} is not one of {', '.join(_DTYPES)}", parameter="dtype") from None
+        raise InputError(f"dtype={dtype!r}: pass {' or '.join(_DTYPES)}", parameter="dtype") from None
 
 
 def device_description(device: torch.device) -> str:

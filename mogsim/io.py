@@ -76,8 +76,11 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     return Path(path)
 
 
-def ensure_writable_dir(path: str | os.PathLike, *, option: str = "--out") -> Path:
-    """Create ``path`` if needed and check that files can be written there; else an :class:`InputError`."""
+def ensure_writable_dir(path: str | os.PathLike, *, option: str = "path") -> Path:
+    """Create ``path`` if needed and check that files can be written there; else an :class:`InputError`.
+
+    Messages name the folder ``option`` (``path``; a command line passes its flag, e.g. ``"--out"``).
+    """
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise InputError(f"{option} {p}: exists and is not a folder; give a folder path")
@@ -91,7 +94,7 @@ def ensure_writable_dir(path: str | os.PathLike, *, option: str = "--out") -> Pa
 
 
 @contextlib.contextmanager
-def output_dir(path: str | os.PathLike, *, option: str = "--out") -> Iterator[Path]:
+def output_dir(path: str | os.PathLike, *, option: str = "path") -> Iterator[Path]:
     """:func:`ensure_writable_dir` for the duration of a command's work: if the block fails, the folders this call
     created are removed again (when still empty), so a failed command leaves nothing behind."""
     p = Path(path)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import re
 import typing
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .errors import InputError
+from .parsing import Bounds, finite_number, number_error, whole_number
 
 _SPEC = "mogsim.param"
 KINDS = (int, float, bool, str)
@@ -125,7 +125,12 @@ def check_params(config: Any) -> None:
 
 
 def check_value(d: Declared, value: Any) -> None:
-    """Raise :class:`InputError` naming ``d.name`` unless ``value`` fits the declaration."""
+    """Raise :class:`InputError` naming ``d.name`` unless ``value`` fits the declaration.
+
+    Numbers are checked by :func:`~mogsim.parsing.whole_number` and :func:`~mogsim.parsing.finite_number` (one
+    message for every range); the type check before them is stricter than theirs: a config holds plain ``int`` and
+    ``float`` values (JSON-ready), never numpy scalars or tensors (:func:`coerce` converts those from files).
+    """
     if value is None and d.optional:
         return
     items = value if isinstance(d.kind, tuple) else (value,)
@@ -133,35 +138,27 @@ def check_value(d: Declared, value: Any) -> None:
     if isinstance(d.kind, tuple) and not isinstance(value, tuple):
         raise InputError(f"{d.name}={value!r}: pass a list of {_noun(element)}s", parameter=d.name)
     for item in items:
-        if not _is_kind(item, element):
-            raise InputError(f"{d.name}={value!r}: pass {_noun(element)}", parameter=d.name)
         if element in (int, float):
-            _check_number(d, value, item)
+            bounds = bounds_of(d.spec)
+            if not _is_kind(item, element):
+                raise number_error(d.name, value, f"pass {_noun(element)}", bounds)
+            check = whole_number if element is int else finite_number
+            check(item, d.name, **dataclasses.asdict(bounds), shown=value)
+        elif not _is_kind(item, element):
+            raise InputError(f"{d.name}={value!r}: pass {_noun(element)}", parameter=d.name)
         if d.spec.choices is not None and item not in d.spec.choices:
             raise InputError(f"{d.name}={value!r}: choose one of {', '.join(d.spec.choices)}", parameter=d.name)
 
 
-def _check_number(d: Declared, value: Any, x: float) -> None:
-    s = d.spec
-    if not math.isfinite(x):
-        raise InputError(f"{d.name}={value!r}: pass a finite number", parameter=d.name)
-    low = (s.min is not None and x < s.min) or (s.positive and x <= 0)
-    high = (s.max is not None and x > s.max) or (s.below is not None and x >= s.below)
-    if low or high:
-        raise InputError(f"{d.name}={value!r}: must be {_range_text(s)}", parameter=d.name)
-
-
-def _range_text(s: Spec) -> str:
-    parts = []
-    if s.positive:
-        parts.append("> 0")
-    if s.min is not None:
-        parts.append(f">= {s.min:g}")
-    if s.below is not None:
-        parts.append(f"< {s.below:g}")
-    if s.max is not None:
-        parts.append(f"<= {s.max:g}")
-    return " and ".join(parts)
+def bounds_of(s: Spec) -> Bounds:
+    """The range a spec allows: the tighter of ``min`` and ``positive`` below, of ``max`` and ``below`` above."""
+    lo, lo_open = s.min, False
+    if s.positive and (lo is None or lo <= 0):
+        lo, lo_open = 0, True
+    hi, hi_open = s.max, False
+    if s.below is not None and (hi is None or s.below <= hi):
+        hi, hi_open = s.below, True
+    return Bounds(lo, hi, lo_open, hi_open)
 
 
 def _is_kind(value: Any, kind: type) -> bool:
@@ -205,7 +202,10 @@ def _coerce_item(value: Any, kind: type) -> Any:
     if kind is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float64: left for check_value to refuse as not finite
+            return value
     return value
 
 

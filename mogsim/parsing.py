@@ -1,15 +1,18 @@
 """Checking and parsing of user-given values: whole numbers and finite numbers in a range, seed lists ("0-99",
 "1,5,9") and integer grids ("16,32,...,4096").
 
-One helper per idea, shared by the library, the command line and the plain scripts in ``scripts/`` (which must not
-depend on ``mogsim.cli``). Every failure is an :class:`~mogsim.errors.InputError` whose one line names the argument
-(``--dim`` for an option, ``n=`` for a Python argument) and says what to pass instead.
+One helper per idea, shared by the library, the declared parameters of the config dataclasses
+(:mod:`mogsim.params`), the command line and the plain scripts in ``scripts/`` (which must not depend on
+``mogsim.cli``). Every failure is an :class:`~mogsim.errors.InputError` whose one line names the parameter
+(``n=0: must be >= 1``) and says what to pass instead; the command line rewrites the name to its flag
+(:func:`mogsim.params.to_flags`).
 """
 
 from __future__ import annotations
 
 import math
 import operator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,65 +29,97 @@ MAX_GRID = 10**6
 SEEDS_LISTED = 16
 
 
-def _shown(name: str, value: Any) -> str:
-    """``--dim 5`` for an option, ``n=5`` for a Python argument."""
-    return f"{name} {value}" if name.startswith("-") else f"{name}={value!r}"
+def _number_text(x: float) -> str:
+    """Integers in full (2^63 - 1 stays exact), other numbers in ``%g`` form."""
+    return str(x) if isinstance(x, int) else f"{x:g}"
 
 
-def whole_number(value: Any, name: str, *, lo: int = 0, hi: int | None = None, fix: str = "") -> int:
-    """``value`` as an ``int`` if it is a whole number in ``[lo, hi]``; else an :class:`InputError` naming ``name``.
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed range of a number: ``lo`` and ``hi`` (None: no bound), excluded when ``lo_open``/``hi_open``."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        if self.lo is not None and (x < self.lo or (self.lo_open and x == self.lo)):
+            return False
+        return self.hi is None or not (x > self.hi or (self.hi_open and x == self.hi))
+
+    def text(self) -> str:
+        """``>= 1 and <= 48``, ``> 0``, or ``""`` when unbounded."""
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {_number_text(self.lo)}")
+        if self.hi is not None:
+            parts.append(f"{'<' if self.hi_open else '<='} {_number_text(self.hi)}")
+        return " and ".join(parts)
+
+
+def number_error(name: str, shown: Any, need: str, bounds: Bounds, fix: str = "") -> InputError:
+    """The one message for a refused number: ``name=shown: need <range>; fix``, with ``name`` as its parameter.
+
+    ``need`` is ``"pass a whole number"``, ``"pass a number"``, ``"pass a finite number"`` (the value is not one)
+    or ``"must be"`` (it is one, outside ``bounds``).
+    """
+    words = " ".join(part for part in (need, bounds.text()) if part)
+    tail = f"; {fix}" if fix else ""
+    return InputError(f"{name}={shown!r}: {words}{tail}", parameter=name)
+
+
+def whole_number(value: Any, name: str, *, lo: int | None = 0, hi: int | None = None, lo_open: bool = False,
+                 hi_open: bool = False, fix: str = "", shown: Any = None) -> int:
+    """``value`` as an ``int`` if it is a whole number in the range; else an :class:`InputError` naming ``name``.
 
     Accepts ``int``, numpy integers and one-element integer tensors (anything with ``__index__``); refuses
-    ``bool``, floats (even 8.0: a float where a count is meant is a mistake), strings and ``None``. ``fix`` is
-    added to the message (e.g. what the bound protects).
+    ``bool``, floats (even 8.0: a float where a count is meant is a mistake), strings and ``None``. The range is
+    ``lo..hi`` (``lo_open``/``hi_open`` exclude the ends); ``fix`` is added to the message (e.g. what the bound
+    protects); ``shown`` is the value as the message shows it (default: ``value``).
     """
-    span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-    tail = f"; {fix}" if fix else ""
-    if isinstance(value, (bool, np.bool_)):
-        raise InputError(f"{_shown(name, value)} is not a whole number; pass an integer {span}{tail}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise InputError(f"{_shown(name, value)} is not a whole number; pass an integer {span}{tail}") from None
-    if number < lo:
-        raise InputError(f"{_shown(name, number)} is below {lo}; pass an integer {span}{tail}")
-    if hi is not None and number > hi:
-        raise InputError(f"{_shown(name, number)} is above {hi}; pass an integer {span}{tail}")
+    bounds = Bounds(lo, hi, lo_open, hi_open)
+    number = None
+    if not isinstance(value, (bool, np.bool_)):
+        try:
+            number = operator.index(value)
+        except TypeError:
+            pass
+    if number is None:
+        raise number_error(name, value if shown is None else shown, "pass a whole number", bounds, fix)
+    if number not in bounds:
+        raise number_error(name, number if shown is None else shown, "must be", bounds, fix)
     return number
 
 
 def finite_number(value: Any, name: str, *, lo: float | None = None, hi: float | None = None,
-                  lo_open: bool = False, fix: str = "") -> float:
+                  lo_open: bool = False, hi_open: bool = False, fix: str = "", shown: Any = None) -> float:
     """``value`` as a Python ``float`` if it is a finite real number in the range; else an :class:`InputError`.
 
-    ``lo_open=True`` excludes ``lo`` itself (e.g. ``> 0``). Refuses NaN, infinities, ``bool`` and strings. The
-    check is done in float64, so 1e-300 stays 1e-300.
+    Refuses NaN, infinities, numbers too large for a float, ``bool`` and strings. The check is done in float64,
+    so 1e-300 stays 1e-300. Range, ``fix`` and ``shown`` as for :func:`whole_number`.
     """
-    if isinstance(value, (bool, np.bool_, str, bytes)):
-        number = math.nan
-    else:
+    bounds = Bounds(lo, hi, lo_open, hi_open)
+    number = math.nan
+    if not isinstance(value, (bool, np.bool_, str, bytes)):
         try:
             number = float(value)
         except (TypeError, ValueError, OverflowError):
-            number = math.nan
-    low = "" if lo is None else (f"> {lo:g}" if lo_open else f">= {lo:g}")
-    high = "" if hi is None else f"<= {hi:g}"
-    span = " and ".join(s for s in (low, high) if s) or "finite"
-    tail = f"; {fix}" if fix else ""
+            pass
     if not math.isfinite(number):
-        raise InputError(f"{_shown(name, value)} is not a finite number; pass a real number {span}{tail}")
-    if lo is not None and (number < lo or (lo_open and number == lo)):
-        raise InputError(f"{_shown(name, value)} is too small; pass a number {span}{tail}")
-    if hi is not None and number > hi:
-        raise InputError(f"{_shown(name, value)} is too large; pass a number {span}{tail}")
+        raise number_error(name, value if shown is None else shown, "pass a finite number", bounds, fix)
+    if number not in bounds:
+        raise number_error(name, number if shown is None else shown, "must be", bounds, fix)
     return number
 
 
-def parse_seeds(text: str, *, option: str = "--seeds") -> list[int]:
+def parse_seeds(text: str, *, option: str = "seeds") -> list[int]:
     """Parse ``"0-99"``, ``"1,5,9"`` or ``"0-9,100-109"`` into a list of distinct seeds in ``0..2^63-1``, in order.
 
-    Sizes are checked before any list is built: at most :data:`MAX_SEEDS` seeds.
+    Sizes are checked before any list is built: at most :data:`MAX_SEEDS` seeds. Errors name the parameter
+    ``option``.
     """
+    shown = f"{option}={str(text)!r}"
     parts: list[tuple[int, int]] = []
     for part in (p.strip() for p in str(text).split(",")):
         if not part:
@@ -98,19 +133,20 @@ def parse_seeds(text: str, *, option: str = "--seeds") -> list[int]:
             else:
                 lo = hi = int(part)
         except ValueError:
-            raise InputError(f"{option} {text!r}: write seeds as 0-99 or 1,5,9 (non-negative integers)") from None
+            raise InputError(f"{shown}: write a seed list as 0-99 or 1,5,9 (non-negative integers, ranges low-high)",
+                             parameter=option) from None
         if lo < 0 or hi >= SEED_LIMIT:
-            raise InputError(f"{option} {text!r}: seeds must be whole numbers in 0..2^63-1")
+            raise InputError(f"{shown}: every seed must be a whole number in 0..2^63-1", parameter=option)
         parts.append((lo, hi))
     if not parts:
-        raise InputError(f"{option} is empty; give at least one seed, e.g. 0-99")
+        raise InputError(f"{option} is empty; give at least one seed, e.g. 0-99", parameter=option)
     count = sum(hi - lo + 1 for lo, hi in parts)
     if count > MAX_SEEDS:
-        raise InputError(f"{option} {text!r} names {count:,} seeds; at most {MAX_SEEDS:,} per run, split the "
-                         "seeds over several runs")
+        raise InputError(f"{shown} names {count:,} samples; at most {MAX_SEEDS:,} per run, split the list over "
+                         "several runs", parameter=option)
     seeds = [s for lo, hi in parts for s in range(lo, hi + 1)]
     if len(set(seeds)) != len(seeds):
-        raise InputError(f"{option} {text!r}: a seed appears twice; each seed names one sample")
+        raise InputError(f"{shown}: a seed appears twice; each seed names one sample", parameter=option)
     return seeds
 
 

@@ -10,12 +10,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 
-from .denoiser import Denoiser
+from .denoiser import Advance, Denoiser
 from .devices import resolve_device
 from .errors import InputError
 from .parsing import SEED_LIMIT, finite_number, whole_number
@@ -49,11 +49,10 @@ def edm_sigmas(steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.
     sigma_min = finite_number(sigma_min, "sigma_min", lo=0.0, lo_open=True)
     sigma_max = finite_number(sigma_max, "sigma_max", lo=sigma_min, fix="need 0 < sigma_min <= sigma_max")
     rho = finite_number(rho, "rho", lo=0.0, lo_open=True, fix="EDM uses 7")
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise InputError(f"dtype={dtype!r}; pass a floating torch dtype such as torch.float64")
+    _check_float_dtype(dtype)
     if steps > 1 and sigma_min == sigma_max:
         raise InputError(f"sigma_min = sigma_max = {sigma_min:g} gives {steps} equal levels; pass sigma_min < "
-                         "sigma_max, or steps=1")
+                         "sigma_max, or steps=1", parameter=("sigma_min", "sigma_max"))
     t = np.arange(steps, dtype=np.float64) / max(steps - 1, 1)
     hi, lo = sigma_max ** (1.0 / rho), sigma_min ** (1.0 / rho)
     # (1 - t) hi + t lo, not EDM's hi + t (lo - hi): the same levels, but sigma_min survives when hi >> lo
@@ -61,8 +60,13 @@ def edm_sigmas(steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.
     sig[0], sig[-1] = sigma_max, (sigma_min if steps > 1 else sigma_max)
     if np.any(np.diff(sig) >= 0):
         raise InputError(f"sigma_min={sigma_min:g} and sigma_max={sigma_max:g} are too close for {steps} distinct "
-                         "levels in float64; pass fewer steps or a wider range")
+                         "levels in float64; pass fewer steps or a wider range", parameter=("sigma_min", "sigma_max"))
     return torch.from_numpy(np.append(sig, 0.0)).to(dtype)
+
+
+def _check_float_dtype(dtype: Any) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise InputError(f"dtype={dtype!r}; pass a floating torch dtype such as torch.float64", parameter="dtype")
 
 
 def _check_seeds(seeds: Iterable[int]) -> list[int]:
@@ -84,8 +88,7 @@ def noise_for_seeds(seeds: Iterable[int], shape: Sequence[int], *, dtype: torch.
     if isinstance(shape, (str, bytes)) or not isinstance(shape, Iterable):
         raise InputError(f"shape={shape!r}; pass the shape of one sample as a tuple, e.g. (48,)")
     shape = tuple(whole_number(k, f"shape[{i}]", lo=1) for i, k in enumerate(shape))
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise InputError(f"dtype={dtype!r}; pass a floating torch dtype such as torch.float64")
+    _check_float_dtype(dtype)
     dev = resolve_device(device)
     out = np.empty((len(seeds), *shape), dtype=np.float64)
     for row, seed in enumerate(seeds):
@@ -111,7 +114,7 @@ def _levels(sigmas: Any) -> list[float]:
 
 
 def sample(denoiser: Denoiser, noise: torch.Tensor, sigmas: torch.Tensor | Sequence[float] | None = None,
-           solver: str = "heun", *, progress: Callable[[int], None] | None = None,
+           solver: str = "heun", *, progress: Advance | None = None,
            return_trajectory: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Integrate the probability-flow ODE from ``x = sigmas[0] * noise`` down to ``sigmas[-1]`` (usually 0).
 
@@ -120,7 +123,8 @@ def sample(denoiser: Denoiser, noise: torch.Tensor, sigmas: torch.Tensor | Seque
         noise: standard normal noise (B, *sample_shape); its dtype and device are the sampler's.
         sigmas: decreasing noise levels, e.g. :func:`edm_sigmas` (the default).
         solver: ``"heun"`` (2 S - 1 denoiser calls for S levels above 0) or ``"euler"`` (S calls).
-        progress: called with 1 after each step (e.g. a progress bar's ``advance``).
+        progress: an :class:`~mogsim.denoiser.Advance`, called with 1 after each step (e.g. from
+            :func:`mogsim.progress.progress_display`).
         return_trajectory: also return the states at every level, shape (len(sigmas), B, *sample_shape).
 
     Every denoiser output is checked (one reduction per call): NaN or inf raises :class:`NonFiniteDenoiserError`

@@ -14,7 +14,8 @@ from hypothesis import given, strategies as st
 from mogsim import (EmpiricalDenoiser, GaussianDenoiser, InputError, MoLRG, edm_sigmas, noise_for_seeds, sample,
                     score_from_denoiser)
 from mogsim.conventions import check_positive_sigma, sigma_like
-from mogsim.parsing import MAX_SEEDS, finite_number, parse_seeds, seeds_record, whole_number
+from mogsim.devices import resolve_device, resolve_dtype
+from mogsim.parsing import MAX_SEEDS, SEED_LIMIT, finite_number, parse_seeds, seeds_record, whole_number
 from mogsim.sampling import NonFiniteDenoiserError
 
 MIX = MoLRG.random(6, 2, 2, seed=0)
@@ -130,26 +131,59 @@ def test_whole_number_accepts_exactly_the_integers_in_range(value, lo, width):
 @pytest.mark.parametrize("bad", [8.5, 8.0, True, np.bool_(False), "8", None, [8], torch.tensor([1, 2]),
                                  torch.tensor(2.0)])
 def test_whole_number_refuses_non_integers(bad):
-    with pytest.raises(InputError, match="is not a whole number"):
-        whole_number(bad, "--dim", lo=0)
+    with pytest.raises(InputError, match="pass a whole number") as info:
+        whole_number(bad, "dim", lo=0)
+    assert info.value.parameter == "dim"
 
 
-def test_whole_number_and_finite_number_messages_name_the_option_and_fix():
-    with pytest.raises(InputError, match=r"^--dim 99 is above 48; pass an integer 1\.\.48; fix it$"):
-        whole_number(99, "--dim", lo=1, hi=48, fix="fix it")
-    with pytest.raises(InputError, match=r"^n=0 is below 1; pass an integer >= 1$"):
+def test_whole_number_and_finite_number_messages_name_the_parameter_range_and_fix():
+    with pytest.raises(InputError, match=r"^dim=99: must be >= 1 and <= 48; fix it$"):
+        whole_number(99, "dim", lo=1, hi=48, fix="fix it")
+    with pytest.raises(InputError, match=r"^n=0: must be >= 1$"):
         whole_number(0, "n", lo=1)
-    with pytest.raises(InputError, match=r"^--rho nan is not a finite number; pass a real number > 0$"):
-        finite_number(math.nan, "--rho", lo=0.0, lo_open=True)
-    with pytest.raises(InputError, match="too small"):
-        finite_number(0.0, "--rho", lo=0.0, lo_open=True)
-    with pytest.raises(InputError, match="too large"):
+    with pytest.raises(InputError, match=r"^k=3: must be >= 0 and < 3$"):
+        whole_number(np.int64(3), "k", hi=3, hi_open=True)
+    with pytest.raises(InputError, match=r"^seed=9223372036854775808: must be >= 0 and <= 9223372036854775807$"):
+        whole_number(SEED_LIMIT, "seed", hi=SEED_LIMIT - 1)  # integer bounds are shown exactly, not as 9.2e+18
+    with pytest.raises(InputError, match=r"^rho=nan: pass a finite number > 0$"):
+        finite_number(math.nan, "rho", lo=0.0, lo_open=True)
+    with pytest.raises(InputError, match=r"^rho=0.0: must be > 0$"):
+        finite_number(0.0, "rho", lo=0.0, lo_open=True)
+    with pytest.raises(InputError, match=r"^x=3.0: must be <= 2$"):
         finite_number(3.0, "x", hi=2.0)
     assert finite_number(1e-300, "x", lo=0.0, lo_open=True) == 1e-300
     assert finite_number(np.float32(0.5), "x") == 0.5
     for bad in ("0.5", True, None, math.inf, -math.inf, 1e999, 10**400):
-        with pytest.raises(InputError, match="is not a finite number"):
+        with pytest.raises(InputError, match="pass a finite number"):
             finite_number(bad, "x")
+
+
+@given(value=st.floats(allow_nan=True, allow_infinity=True), lo=st.floats(-5, 5), width=st.floats(0, 5),
+       lo_open=st.booleans(), hi_open=st.booleans())
+def test_finite_number_accepts_exactly_the_finite_numbers_in_range(value, lo, width, lo_open, hi_open):
+    hi = lo + width
+    inside = (math.isfinite(value) and (lo < value if lo_open else lo <= value)
+              and (value < hi if hi_open else value <= hi))
+    if inside:
+        assert finite_number(value, "x", lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open) == value
+    else:
+        with pytest.raises(InputError, match=r"^x=") as info:
+            finite_number(value, "x", lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open)
+        assert info.value.parameter == "x" and "\n" not in str(info.value)
+
+
+def test_device_and_dtype_errors_name_the_parameter_not_a_flag(monkeypatch):
+    for call, name in [(lambda: resolve_device("tpu"), "device"), (lambda: resolve_dtype("float16"), "dtype"),
+                       (lambda: resolve_dtype(torch.int64), "dtype")]:
+        with pytest.raises(InputError) as info:
+            call()
+        assert str(info.value).startswith(f"{name}=") and "--" not in str(info.value)
+        assert info.value.parameter == name
+    assert resolve_dtype(" Float32 ") is torch.float32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # torch.device() only parses the name
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(InputError, match=r"^device='cuda:x': pass auto, cpu, cuda or cuda:N$"):
+        resolve_device("cuda:x")  # torch's RuntimeError, as one line
 
 
 def test_seed_lists_are_bounded_before_they_are_built():
@@ -158,6 +192,9 @@ def test_seed_lists_are_bounded_before_they_are_built():
                            (f"1-{MAX_SEEDS},0", "at most"), ("-3", r"0\.\.2\^63-1"), ("1,x", "0-99 or 1,5,9")]:
         with pytest.raises(InputError, match=fragment):
             parse_seeds(text)
+    with pytest.raises(InputError, match=r"^seeds is empty") as info:
+        parse_seeds(" , ")
+    assert info.value.parameter == "seeds"
 
 
 def test_seeds_record_says_what_was_sampled():

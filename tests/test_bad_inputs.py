@@ -1,4 +1,5 @@
-"""Bad command-line input: exit code 2, one line on stderr naming the option, no traceback, no files left behind.
+"""Bad command-line input: exit code 2, one error line on stderr naming the option (last, after the plain progress
+lines of a task that had started), no traceback, no files left behind.
 
 ``BAD_INPUTS`` is the table: ``(argv, expected substring of the error line)``. ``{inputs}`` in an argument is
 replaced by a folder of prepared bad files (see :func:`inputs`); every row runs in its own empty working folder,
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,24 +38,24 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
     (["sample", "--seeds", "-5"], "--seeds"),
     # -- sample: sizes, counts and their upper bounds ----------------------------------------------------------------
     (["sample", "--dim", "99999999999999999999"], "--dim"),
-    (["sample", "--dim", "-3"], "--dim -3 is below 1"),
+    (["sample", "--dim", "-3"], "--dim -3: must be >= 1"),
     (["sample", "--dim", "8.5"], "--dim"),
-    (["sample", "--components", "0"], "--components 0 is below 1"),
+    (["sample", "--components", "0"], "--components 0: must be >= 1"),
     (["sample", "--components", "99999999999999999999"], "--components"),
-    (["sample", "--rank", "49"], "--rank 49 is above 48"),
+    (["sample", "--rank", "49"], "--rank 49 = 98 exceeds --dim 48"),
     (["sample", "--rank", "40"], "--components * --rank"),
-    (["sample", "--steps", "0"], "--steps 0 is below 1"),
+    (["sample", "--steps", "0"], "--steps 0: must be >= 1"),
     (["sample", "--steps", "99999999999999999999"], "--steps"),
-    (["sample", "--batch", "0"], "--batch 0 is below 1"),
+    (["sample", "--batch", "0"], "--batch 0: must be >= 1"),
     (["sample", "--batch", "-5"], "--batch"),
     (["sample", "--batch", "99999999999999999999"], "--batch"),
     (["sample", "--batch", "65536", "--dim", "4096", "--components", "64", "--rank", "2"], "pass --batch 512"),
     (["sample", "--mix-seed", "-1"], "--mix-seed"),
     (["sample", "--mix-seed", "99999999999999999999"], "--mix-seed"),
     # -- sample: NaN / inf / out-of-range floats ---------------------------------------------------------------------
-    (["sample", "--sigma-min", "nan"], "--sigma-min nan is not a finite number"),
+    (["sample", "--sigma-min", "nan"], "--sigma-min nan: pass a finite number"),
     (["sample", "--sigma-min", "0"], "--sigma-min"),
-    (["sample", "--sigma-max", "inf"], "--sigma-max inf is not a finite number"),
+    (["sample", "--sigma-max", "inf"], "--sigma-max inf: pass a finite number"),
     (["sample", "--sigma-max", "1e999"], "--sigma-max"),
     (["sample", "--sigma-min", "5", "--sigma-max", "1"], "--sigma-max"),
     (["sample", "--sigma-min", "1", "--sigma-max", "1"], "equal levels"),
@@ -65,10 +67,12 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
     (["sample", "--solver", "rk4"], "--solver"),
     (["sample", "--model", "gmm"], "--model"),
     (["sample", "--device", "tpu"], "--device"),
-    (["sample", "--dtype", "float16"], "--dtype"),
+    (["sample", "--dtype", "float16"], "--dtype 'float16': pass float32 or float64"),
+    (["sample", "--seeds", "abc"], "--seeds 'abc': write a seed list"),
     # -- sample: data ------------------------------------------------------------------------------------------------
     (["sample", "--model", "empirical"], "needs --data"),
     (["sample", "--data", "{inputs}/train.npy"], "--data applies to --model empirical only"),
+    (["sample", "--n", "5"], "--n applies to --model empirical only"),
     (["sample", "--model", "empirical", "--data", "missing.npy"], "--data missing.npy: no such file"),
     (["sample", "--model", "empirical", "--data", "{inputs}/corrupt.npy"], "cannot read it"),
     (["sample", "--model", "empirical", "--data", "{inputs}/nan.npy"], "contain NaN or inf (first: item 3)"),
@@ -78,8 +82,8 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
     (["sample", "--model", "empirical", "--data", "{inputs}/two.npz"], "name the training set 'data'"),
     (["sample", "--model", "empirical", "--data", "{inputs}/dict.pt"], "not a tensor"),
     (["sample", "--model", "empirical", "--data", "{inputs}/not-cifar"], "CIFAR-10 path"),
-    (["sample", "--model", "empirical", "--data", "{inputs}/train.npy", "--n", "0"], "--n 0 is below 1"),
-    (["sample", "--model", "empirical", "--data", "{inputs}/train.npy", "--n", "11"], "n=11 is larger"),
+    (["sample", "--model", "empirical", "--data", "{inputs}/train.npy", "--n", "0"], "--n 0: must be >= 1"),
+    (["sample", "--model", "empirical", "--data", "{inputs}/train.npy", "--n", "11"], "--n 11 is larger"),
     # -- sample: output folder and run-time failures -----------------------------------------------------------------
     (["sample", "--out", "{inputs}/train.npy"], "--out"),
     (["sample", "--out", "{inputs}/train.npy/sub"], "--out"),
@@ -179,12 +183,16 @@ def _snapshot(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
+#: A plain progress line (``mogsim.progress.PlainProgress``): a run-time failure may follow the lines of a task.
+PROGRESS_LINE = re.compile(r"^[\w -]+: \d+/\d+ \(\d+ s\)")
+
+
 def _check(code: int, err: str, expected: str, cwd: Path, inputs: Path, before: list[str]) -> None:
     assert code == 2, err
     assert "Traceback" not in err, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mogsim: error: "), err
-    assert expected in lines[0], err
+    *progress, last = err.splitlines() or [""]
+    assert last.startswith("mogsim: error: ") and all(PROGRESS_LINE.match(line) for line in progress), err
+    assert expected in last, err
     assert _snapshot(cwd) == [], f"left files behind: {_snapshot(cwd)}"
     assert _snapshot(inputs) == before, "changed the inputs folder"
 

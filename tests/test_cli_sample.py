@@ -123,8 +123,29 @@ def test_image_data_gives_a_png_grid_and_vectors_do_not(tmp_path, capsys):
 def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(tmp_path, capsys):
     code, _, err = run_cli(["sample", "--seeds", "0-3", "--steps", "5", "--out", str(tmp_path / "p")], capsys)
     assert code == 0
-    lines = err.splitlines()
-    assert lines[0].startswith("sampling molrg: 1/5 steps") and lines[-1].startswith("sampling molrg: 5/5 steps")
+    lines = err.splitlines()  # mogsim.progress's plain lines: one as the task starts, one at its end
+    assert lines[0].startswith("sampling molrg: 0/5 (") and lines[-1].startswith("sampling molrg: 5/5 (")
+
+
+def test_options_help_and_checks_come_from_sample_config():
+    from typer.testing import CliRunner
+
+    from mogsim.cli.app import build_app
+    from mogsim.cli.sample import FLAGS, SampleConfig
+    from mogsim.errors import InputError
+
+    text = CliRunner().invoke(build_app(), ["sample", "--help"], terminal_width=200).output
+    for declared in ("--subset-seed", "--sigma-min", "[default: 0-63]", "[default: 0.002]", "(1..16384)",
+                     "[default: all]"):
+        assert declared in text, declared
+    assert FLAGS["subset_seed"] == "--subset-seed" and FLAGS["n"] == "--n"
+    assert SampleConfig().seed_list() == list(range(64)) and float(SampleConfig().sigmas()[0]) == 80.0
+    with pytest.raises(InputError) as info:  # the library names parameters; the command line maps them
+        SampleConfig(rank=49)
+    assert str(info.value).startswith("components=2 * rank=49 = 98 exceeds dim=48")
+    assert info.value.parameter == ("components", "rank", "dim")
+    with pytest.raises(InputError, match=r"^steps=0: must be >= 1 and <= 10000$"):
+        SampleConfig(steps=0)
 
 
 @pytest.fixture

@@ -58,6 +58,23 @@ def test_preconditioning_matches_loss_weight(pre):
     assert torch.allclose(pre.loss_weight(sig) * pre.c_out(sig) ** 2, torch.ones_like(sig))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_table_one_coefficients_exactly(dtype):
+    """The shared defaults of ``Preconditioning`` give Table 1's VP, VE and identity coefficients bit for bit,
+    including the loss weights 1 / sigma^2 (VP, VE) and 1 (identity) through the one rule 1 / c_out^2."""
+    from mogsim.nets import IdentityPrecond
+
+    sig = torch.logspace(-4, 4, 1001, dtype=torch.float64).to(dtype)
+    one, zero = torch.ones_like(sig), torch.zeros_like(sig)
+    table = {VPPrecond(): (one, -sig, torch.rsqrt(sig * sig + 1.0), 1.0 / (sig * sig)),
+             VEPrecond(): (one, sig, one, 1.0 / (sig * sig)),
+             IdentityPrecond(): (zero, one, one, one)}
+    for pre, (c_skip, c_out, c_in, weight) in table.items():
+        got = (pre.c_skip(sig), pre.c_out(sig), pre.c_in(sig), pre.loss_weight(sig))
+        assert all(torch.equal(a, b) and a.dtype == dtype for a, b in zip(got, (c_skip, c_out, c_in, weight))), pre
+    assert torch.equal(VEPrecond().c_noise(sig), torch.log(0.5 * sig)) and IdentityPrecond().c_noise(sig) is sig
+
+
 def test_edm_precond_unit_variance():
     pre = EDMPrecond(sigma_data=0.5)
     sig = torch.tensor([0.1, 1.0, 10.0], dtype=torch.float64)

@@ -357,12 +357,12 @@ def test_plain_prefixes_are_nested(num_items, seed, data):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(num_items=10, n=0, seed=0), "n=0 is below 1"),
+    (dict(num_items=10, n=0, seed=0), "n=0: must be >= 1"),
     (dict(num_items=10, n=11, seed=0), "n=11 is larger than the data set"),
-    (dict(num_items=10, n=5, seed=-1), "seed=-1 is below 0"),
+    (dict(num_items=10, n=5, seed=-1), "seed=-1: must be >= 0"),
     (dict(num_items=10, n=5, seed=0, balanced=True), "balanced=True needs labels"),
     (dict(num_items=10, n=5, seed=0, labels=np.zeros(9, int)), "labels has 9 entries"),
-    (dict(num_items=10, n=5, seed=1.5), "seed=1.5 is not a whole number"),
+    (dict(num_items=10, n=5, seed=1.5), "seed=1.5: pass a whole number"),
 ])
 def test_subset_errors(kwargs, message):
     with pytest.raises(InputError, match=message):

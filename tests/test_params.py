@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mogsim.errors import InputError
-from mogsim.params import (add_arguments, check_params, declared, dumps_strict, flags, loads_strict, param,
-                           read_config_file, resolve, to_flags, unknown_keys)
+from mogsim.params import (Spec, add_arguments, bounds_of, check_params, declared, dumps_strict, flags, loads_strict,
+                           param, read_config_file, resolve, to_flags, unknown_keys)
 from mogsim.progress import PlainProgress, progress_display
 from mogsim.seeds import derive_seed
 
@@ -49,6 +49,19 @@ def test_checks_name_the_parameter(change, message):
     with pytest.raises(InputError, match=message) as info:
         Example(**change)
     assert info.value.parameter == next(iter(change))
+
+
+def test_bounds_are_the_tighter_of_the_declared_ones():
+    assert bounds_of(Spec("h", min=0.5, positive=True)).text() == ">= 0.5"
+    assert bounds_of(Spec("h", min=-1.0, positive=True, max=1)).text() == "> 0 and <= 1"
+    assert bounds_of(Spec("h", min=0, below=1.0, max=2)).text() == ">= 0 and < 1"
+    assert bounds_of(Spec("h")).text() == ""
+
+
+def test_an_integer_beyond_float64_is_refused_not_a_crash():
+    with pytest.raises(InputError, match=r"lr=10{400}: pass a finite number") as info:
+        resolve(Example, {}, {"lr": 10**400})  # e.g. from a JSON file; float() would overflow
+    assert info.value.parameter == "config"
 
 
 def test_sources_merge_in_one_order(tmp_path):

@@ -17,7 +17,7 @@ from mogsim import GaussianDenoiser
 
 from .checks import standard_check
 from .core import Derivation, Formula, Identity, Point, TheoryResult
-from .numeric import batch, denoise_scaled, log_density_scaled, rel_err, score_scaled
+from .numeric import batch, denoise_scaled, log_density_scaled, rel_err, score_scaled, uniform_entries, vector_from
 from .symbolic import gaussian_logpdf, sq_norm, vector
 
 S, SIG = sp.symbols("s sigma", positive=True)
@@ -104,9 +104,8 @@ def errors_at(derivation: Derivation, point: Point) -> dict[str, float]:
     cov = np.array([[point["a"], point["b"]], [point["b"], point["c"]]])
     full = GaussianDenoiser(mu2, cov)
     scale2 = float(np.abs(mu2).max() + np.abs(x2).max() / s)
-    x3 = np.array([point[f"x{i}"] for i in (1, 2, 3)])
-    mu3 = np.array([point[f"m{i}"] for i in (1, 2, 3)])
-    low = GaussianDenoiser.from_factor(mu3, np.array([[point[f"f{i}"]] for i in (1, 2, 3)]))
+    x3, mu3 = vector_from(point, "x", 3), vector_from(point, "m", 3)
+    low = GaussianDenoiser.from_factor(mu3, vector_from(point, "f", 3)[:, None])
     scale3 = float(np.abs(mu3).max() + np.abs(x3).max() / s)
     floor = lambda x, scale: (np.abs(x).max() + s * scale) / (s * s * sig * sig)  # noqa: E731
     return {
@@ -125,10 +124,8 @@ def random_point(rng: np.random.Generator) -> Point:
     l11, l22, l21 = rng.uniform(0.3, 2), rng.uniform(0.3, 2), rng.uniform(-1, 1)
     point = {"s": rng.uniform(0.5, 2), "sigma": rng.uniform(0.3, 3),
              "a": l11 * l11, "b": l11 * l21, "c": l21 * l21 + l22 * l22}
-    point.update({f"x{i}": rng.uniform(-3, 3) for i in (1, 2, 3)})
-    point.update({f"m{i}": rng.uniform(-2, 2) for i in (1, 2, 3)})
-    point.update({f"f{i}": rng.uniform(-2, 2) for i in (1, 2, 3)})
-    return point
+    return {**point, **uniform_entries(rng, "x", 3, -3, 3), **uniform_entries(rng, "m", 3, -2, 2),
+            **uniform_entries(rng, "f", 3, -2, 2)}
 
 
 RESULT = TheoryResult(

@@ -35,7 +35,7 @@ from mogsim.subspaces import assign, residuals
 
 from .checks import standard_check
 from .core import Derivation, Formula, Identity, Limit, Point, TheoryResult
-from .numeric import basis_entries, basis_from, batch, random_orthonormal, rel_err
+from .numeric import basis_entries, basis_from, batch, random_orthonormal, rel_err, uniform_entries, vector_from
 from .symbolic import gaussian_expectation, orthonormal_basis, sq_norm, vector
 
 N_DIM, RANK = 3, 1
@@ -137,8 +137,7 @@ def errors_at(derivation: Derivation, point: Point) -> dict[str, float]:
     the hard gates of x and y, 1.0 when component 1 holds more of the point's energy)."""
     f = derivation.formulas
     basis = basis_from(point, "u", N_DIM, 2)
-    x = np.array([point[f"x{i}"] for i in (1, 2, 3)])
-    y = np.array([point[f"y{i}"] for i in (1, 2, 3)])
+    x, y = vector_from(point, "x", N_DIM), vector_from(point, "y", N_DIM)
     s, g = float(point["s"]), float(point["g"])
     hard, soft = _model(basis, "hard"), _model(basis, "soft")
     errs: dict[str, float] = {}
@@ -168,7 +167,7 @@ def gates(point: dict[str, float]) -> dict[str, float]:
     basis = basis_from(point, "u", N_DIM, 2)
     out = {}
     for name, key in (("h", "x"), ("hy", "y")):
-        v = np.array([point[f"{key}{i}"] for i in (1, 2, 3)])
+        v = vector_from(point, key, N_DIM)
         e = (basis.T @ v) ** 2
         out[name] = 1.0 if e[0] >= e[1] else 0.0
     return out
@@ -178,7 +177,7 @@ def random_point(rng: np.random.Generator) -> Point:
     """x, y in [-2, 2]^3, s in [0.5, 2], g in [0.3, 2], a random 3 x 2 orthonormal U; h, hy their hard gates."""
     point = {"s": rng.uniform(0.5, 2), "g": rng.uniform(0.3, 2)}
     point.update(basis_entries("u", random_orthonormal(rng, N_DIM, 2)))
-    point.update({f"{k}{i}": rng.uniform(-2, 2) for k in ("x", "y") for i in (1, 2, 3)})
+    point.update({**uniform_entries(rng, "x", N_DIM, -2, 2), **uniform_entries(rng, "y", N_DIM, -2, 2)})
     point.update(gates(point))
     return point
 

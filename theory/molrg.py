@@ -21,7 +21,7 @@ from mogsim import MoLRG
 
 from .checks import standard_check
 from .core import Derivation, Formula, Identity, Point, TheoryResult
-from .numeric import batch, rel_err, worst
+from .numeric import batch, rel_err, uniform_entries, vector_from, worst
 from .symbolic import gaussian_logpdf, sq_norm, vector
 
 N_DIM, RANK = 3, 1
@@ -142,7 +142,7 @@ def _display() -> list[sp.Basic]:
 def errors_at(derivation: Derivation, point: Point) -> dict[str, float]:
     """Relative error of each formula against mogsim's MoLRG (keys x1-x3, sigma, eta, pi1, pi2, u1_1 .. u2_3)."""
     f = derivation.formulas
-    x_np = np.array([point[f"x{i}"] for i in (1, 2, 3)])
+    x_np = vector_from(point, "x", 3)
     x, sig = batch(x_np), float(point["sigma"])
     bases = torch.tensor([[[point[f"u{k}_{i}"]] for i in range(1, N_DIM + 1)] for k in (1, 2)], dtype=torch.float64)
     weights = [point["pi1"], point["pi2"]]
@@ -169,7 +169,7 @@ def random_point(rng: np.random.Generator) -> Point:
     """A random point; eta is 0 (the exactly low-rank model) for about half of the points."""
     point = {"sigma": rng.uniform(0.3, 3), "eta": 0.0 if rng.random() < 0.5 else rng.uniform(0.1, 1),
              "pi1": rng.uniform(0.1, 1), "pi2": rng.uniform(0.1, 1)}
-    point.update({f"x{i}": rng.uniform(-3, 3) for i in (1, 2, 3)})
+    point.update(uniform_entries(rng, "x", 3, -3, 3))
     for k in (1, 2):
         unit = rng.standard_normal(N_DIM)
         point.update({f"u{k}_{i + 1}": float(v) for i, v in enumerate(unit / np.linalg.norm(unit))})

@@ -49,6 +49,17 @@ def random_orthonormal(rng: np.random.Generator, n: int, r: int) -> np.ndarray:
     return q
 
 
+def uniform_entries(rng: np.random.Generator, name: str, n: int, lo: float, hi: float) -> dict[str, float]:
+    """Point entries ``{name}1 .. {name}{n}`` (the symbols of :func:`~.symbolic.vector`), each uniform in
+    ``[lo, hi)``, drawn in that order."""
+    return {f"{name}{i}": rng.uniform(lo, hi) for i in range(1, n + 1)}
+
+
+def vector_from(point: Point, name: str, n: int) -> np.ndarray:
+    """The n-vector stored in ``point`` under ``{name}1 .. {name}{n}``."""
+    return np.array([point[f"{name}{i}"] for i in range(1, n + 1)], dtype=np.float64)
+
+
 def basis_entries(name: str, basis: np.ndarray) -> dict[str, float]:
     """Point entries ``{name}{i}{j}`` (1-based) for the matrix ``basis``, matching :func:`orthonormal_basis`."""
     return {f"{name}{i + 1}{j + 1}": float(basis[i, j]) for i in range(basis.shape[0]) for j in range(basis.shape[1])}

@@ -22,7 +22,8 @@ from mogsim import MoLRG
 
 from .checks import standard_check
 from .core import Derivation, Formula, Identity, Point, TheoryResult
-from .numeric import basis_entries, basis_from, batch, denoise_scaled, random_orthonormal, rel_err
+from .numeric import (basis_entries, basis_from, batch, denoise_scaled, random_orthonormal, rel_err, uniform_entries,
+                      vector_from)
 from .symbolic import gaussian_expectation, orthonormal_basis, sq_norm, vector
 
 N_DIM = 3
@@ -95,13 +96,13 @@ def _exact_expected_loss(basis: np.ndarray, x: np.ndarray, s: float, g: float) -
 def errors_at(derivation: Derivation, point: Point) -> dict[str, float]:
     """Relative error of each formula against mogsim (keys x1-x3, y1-y3, s, g, u11 .. u32: orthonormal columns)."""
     f = derivation.formulas
-    x = np.array([point[f"x{i}"] for i in (1, 2, 3)])
+    x = vector_from(point, "x", N_DIM)
     s, g = float(point["s"]), float(point["g"])
     errs = {}
     for r in (1, 2):
         name = f"expected loss, r = {r}"
         errs[name] = rel_err(f[name](point), _exact_expected_loss(basis_from(point, "u", N_DIM, r), x, s, g))
-    y = np.array([point[f"y{i}"] for i in (1, 2, 3)])
+    y = vector_from(point, "y", N_DIM)
     basis2 = basis_from(point, "u", N_DIM, 2)
     mix = MoLRG(torch.from_numpy(basis2[None]))
     errs["denoiser c U U^T y, r = 2"] = rel_err(f["denoiser c U U^T y, r = 2"](point),
@@ -113,9 +114,7 @@ def random_point(rng: np.random.Generator) -> Point:
     """x, y in [-3, 3]^3, s in [0.2, 2], g in [0.1, 3], a random 3 x 2 orthonormal U (r = 1 uses its first column)."""
     point = {"s": rng.uniform(0.2, 2), "g": rng.uniform(0.1, 3)}
     point.update(basis_entries("u", random_orthonormal(rng, N_DIM, 2)))
-    point.update({f"x{i}": rng.uniform(-3, 3) for i in (1, 2, 3)})
-    point.update({f"y{i}": rng.uniform(-3, 3) for i in (1, 2, 3)})
-    return point
+    return {**point, **uniform_entries(rng, "x", N_DIM, -3, 3), **uniform_entries(rng, "y", N_DIM, -3, 3)}
 
 
 RESULT = TheoryResult(

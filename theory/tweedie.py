@@ -18,7 +18,7 @@ from mogsim import EmpiricalDenoiser, GaussianDenoiser
 
 from .checks import standard_check
 from .core import Derivation, Formula, Identity, Point, TheoryResult
-from .numeric import batch, denoise_scaled, log_density_scaled, rel_err, score_scaled
+from .numeric import batch, denoise_scaled, log_density_scaled, rel_err, score_scaled, uniform_entries, vector_from
 from .symbolic import gaussian_integral, gaussian_integral_claims, normal_logpdf
 
 X, X0, MU = sp.symbols("x x0 mu", real=True)
@@ -83,7 +83,7 @@ def errors_at(derivation: Derivation, point: Point) -> dict[str, float]:
     """Relative error of each formula against mogsim at ``point`` (keys: x, s, sigma, a1-a3, w1-w3, mu, v)."""
     f = derivation.formulas
     x, s, sig = batch([point["x"]]), float(point["s"]), float(point["sigma"])
-    atoms = np.array([point[f"a{i}"] for i in range(1, 4)])
+    atoms = vector_from(point, "a", 3)
     counts = [int(round(point[f"w{i}"])) for i in range(1, 4)]
     emp = EmpiricalDenoiser(torch.from_numpy(np.repeat(atoms, counts)[:, None]))
     # below ~1e-300 the data are numerically zero: intermediate values turn subnormal, which BLAS may flush to zero
@@ -109,7 +109,7 @@ def random_point(rng: np.random.Generator) -> Point:
     """A random point in the ranges the checks use (moderate s sigma, so no density underflows)."""
     point = {"x": rng.uniform(-3, 3), "s": rng.uniform(0.5, 2), "sigma": rng.uniform(0.5, 3),
              "mu": rng.uniform(-2, 2), "v": rng.uniform(0.1, 3)}
-    point.update({f"a{i}": rng.uniform(-2, 2) for i in range(1, 4)})
+    point.update(uniform_entries(rng, "a", 3, -2, 2))
     point.update({f"w{i}": float(rng.integers(1, 4)) for i in range(1, 4)})
     return point
 

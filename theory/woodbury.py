@@ -17,7 +17,7 @@ from mogsim import GaussianDenoiser, MoLRG
 
 from .checks import standard_check
 from .core import Derivation, Formula, Identity, Point, TheoryResult
-from .numeric import basis_entries, basis_from, batch, random_orthonormal, rel_err
+from .numeric import basis_entries, basis_from, batch, random_orthonormal, rel_err, uniform_entries, vector_from
 from .symbolic import orthonormal_basis, unit_vector_angles
 
 SIG = sp.Symbol("sigma", positive=True)
@@ -57,7 +57,7 @@ def derive() -> Derivation:
 
 def errors_at(derivation: Derivation, point: Point) -> dict[str, float]:
     """Relative error of ``-W x`` against mogsim's K = 1 scores (keys theta, phi, u11 .. u32, sigma, x1-x3)."""
-    x_np = np.array([point[f"x{i}"] for i in (1, 2, 3)])
+    x_np = vector_from(point, "x", 3)
     x, sig = batch(x_np), float(point["sigma"])
     floor = float(np.abs(x_np).max()) / sig**2
     bases = {R1: derivation.inputs[R1](point).reshape(3, 1), R2: basis_from(point, "u", 3, 2)}
@@ -75,8 +75,7 @@ def random_point(rng: np.random.Generator) -> Point:
     """Random angles, a random orthonormal 3 x 2 basis, sigma in [0.3, 3] and x in [-3, 3]^3."""
     point = {"theta": rng.uniform(0, np.pi), "phi": rng.uniform(0, 2 * np.pi), "sigma": rng.uniform(0.3, 3)}
     point.update(basis_entries("u", random_orthonormal(rng, 3, 2)))
-    point.update({f"x{i}": rng.uniform(-3, 3) for i in (1, 2, 3)})
-    return point
+    return {**point, **uniform_entries(rng, "x", 3, -3, 3)}
 
 
 RESULT = TheoryResult(

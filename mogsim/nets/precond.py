@@ -20,29 +20,17 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
-from ..conventions import EDMPrecond, Sigma, VEPrecond, VPPrecond, check_positive_sigma, sigma_like
+from ..conventions import EDMPrecond, Preconditioning, Sigma, VEPrecond, VPPrecond, check_positive_sigma, sigma_like
 from ..errors import InputError
 
 
 @dataclass(frozen=True)
-class IdentityPrecond:
+class IdentityPrecond(Preconditioning):
     """For networks that are denoisers by construction (e.g. paper 2's low-rank denoiser): ``D(x; sigma) =
     F(x; sigma)``, i.e. ``c_skip = 0``, ``c_out = c_in = 1``, ``c_noise = sigma``, loss weight 1."""
 
     def c_skip(self, sigma: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(sigma)
-
-    def c_out(self, sigma: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(sigma)
-
-    def c_in(self, sigma: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(sigma)
-
-    def c_noise(self, sigma: torch.Tensor) -> torch.Tensor:
-        return sigma
-
-    def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(sigma)
 
 
 Precond = Union[EDMPrecond, VPPrecond, VEPrecond, IdentityPrecond]
