@@ -23,7 +23,7 @@ network, then training seed).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -34,7 +34,7 @@ from ..denoiser import Advance, ProgressFactory
 from ..metrics.similarity import Similarity
 from ..parsing import parse_seeds
 from ..progress import silent
-from ..runs import RunFolder, config_key
+from ..runs import RunFolder, config_key, read_config
 from ..training import Budget, RuntimeOptions, TrainConfig, Trainer
 from ..training.distributed import DistContext
 from ..training.run import COMPARED, IGNORED, LOG_FILE, RUN_KIND, SUMMARY_FILE, data_fingerprint, run_record
@@ -97,6 +97,29 @@ def plan_cells(config: GapConfig, train: TrainConfig, net_overrides: Mapping[str
                 cells.append(Cell(n, arch, width, seed, cell_train, cell_key(cell_train, data),
                                   tuple(config.points(n, train.batch))))
     return cells
+
+
+def discover_cells(out: Path, key: str, known: list[Cell]) -> list[Cell]:
+    """``known`` and every other cell folder under ``out/cells``, each with its planned evaluation points and every
+    point stored under ``key`` (e.g. by runs of other grids or budgets into the same folder)."""
+    by_name = {c.name: c for c in known}
+    found = []
+    for folder in sorted((out / CELLS_DIR).glob("*/")):
+        record = read_config(folder / "config.json") or {}
+        exp = record.get("experiment", {})
+        if exp.get("cell") != folder.name or "arch" not in exp:
+            continue
+        train = TrainConfig.from_dict(record["train"])
+        stored = {int(d.name.split("-")[1]) for d in (folder / EVALS_DIR / key).glob("images-*")
+                  if (d / METRICS_FILE).is_file()}
+        cell = by_name.get(folder.name)
+        if cell is not None:
+            points = {p.images: p for p in cell.points} | {i: EvalPoint(i // train.batch, i) for i in stored}
+            by_name[folder.name] = replace(cell, points=tuple(points[i] for i in sorted(points)))
+        elif stored:
+            found.append(Cell(exp["n"], exp["arch"], exp["width"], exp["seed"], train, folder.name.rsplit("-", 1)[1],
+                              tuple(EvalPoint(i // train.batch, i) for i in sorted(stored))))
+    return [by_name[c.name] for c in known] + found
 
 
 def shard_cells(cells: list[Cell], shard: tuple[int, int] | None) -> list[Cell]:
@@ -215,7 +238,8 @@ def run_cell(cell: Cell, ctx: GridContext) -> CellOutcome:
                    "dtype": str(subset.dtype).replace("torch.", ""),
                    "sha256": data_fingerprint(subset)}
     record = run_record(cell.train, budget, ctx.runtime, data_record, trainer.ctx, cell.n, trainer.num_parameters)
-    record["experiment"] = {"name": "cifar-optimal-gap", "cell": cell.name,
+    record["experiment"] = {"name": "cifar-optimal-gap", "cell": cell.name, "n": cell.n, "arch": cell.arch,
+                            "width": cell.width, "seed": cell.seed,
                             "evaluation_points": [p.images for p in cell.points]}
     folder = RunFolder(ctx.out / CELLS_DIR / cell.name, kind=RUN_KIND)
     prov = record["provenance"]

@@ -275,7 +275,7 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
         return [r[key] for r in last if r["n"] == n and r["net"] == net]
 
     def by_net(key: str, n: int) -> str:
-        return "; ".join(f"{net} {', '.join(_fmt(v) for v in at(n, net, key))}" for _, net in nets)
+        return "; ".join(f"{net} {', '.join(_fmt(v) for v in at(n, net, key))}" for _, net in nets if at(n, net, key))
 
     tested = len(ns) > 1
     conds = [v >= HIGH for _, net in nets for v in at(small, net, "rp_optimum")]
@@ -345,8 +345,9 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
     if len(nets) > 1 and tested:
         cross_n = {}
         for _, net in (nets[0], nets[-1]):
-            gl = [float(np.mean(at(n, net, "gl"))) for n in ns]
-            cross_n[net] = crossing([float(n) for n in ns], gl, 0.5)["time"]
+            own = [n for n in ns if at(n, net, "gl")]
+            gl = [float(np.mean(at(n, net, "gl"))) for n in own]
+            cross_n[net] = crossing([float(n) for n in own], gl, 0.5)["time"] if len(own) > 1 else None
         a, b = cross_n[nets[0][1]], cross_n[nets[-1][1]]
         verdict = "not tested" if a is None or b is None else "yes" if b >= a else "no"
         out.append({"paper": f"GL rises at larger N for wider nets ({ZHANG}, Fig. 2).",

@@ -28,10 +28,11 @@ from ..progress import progress_display
 from ..provenance import provenance
 from ..runs import RunFolder, make_folder, read_config, write_config
 from ..training import RuntimeOptions, TrainConfig
-from .cifar_gap_cells import CELLS_DIR, eval_key, eval_settings, plan_cells, run_grid, shard_cells
+from .cifar_gap_cells import CELLS_DIR, discover_cells, eval_key, eval_settings, plan_cells, run_grid, shard_cells
 from .cifar_gap_combine import FORMAT, SUMMARY_FILE, combine
 from .cifar_gap_config import SAMPLER, GapConfig, GapRunOptions, deviations, pick_profile, profile_values
 from .cifar_gap_data import load_gap_data
+from .cifar_gap_launch import check_submitit, launch_shards
 from .text import short_number as _num
 
 EXIT_TIME_LIMIT = 3
@@ -75,9 +76,12 @@ def resolve_options(options: Mapping[str, Any]) -> dict[str, Any]:
     train = resolve(TrainConfig, options, merged, source=source, net={})
     runtime = resolve(RuntimeOptions, options, merged, source=source, progress="none")
     net_options = resolve(NetOptions, options, merged, source=source)
-    overrides = {k: getattr(net_options, k) for k in ("dropout", "attn_resolutions") if getattr(net_options, k) is not None}
+    overrides = {k: getattr(net_options, k) for k in ("dropout", "attn_resolutions")
+                 if getattr(net_options, k) is not None}
     if run.data is None and not run.merge:
-        raise InputError("data: required; pass CIFAR-10, e.g. --data ../shared/data/cifar10-jpeg", parameter="data")
+        raise InputError("data: required; pass the CIFAR-10 folder (train.zip, test.zip) or archive", parameter="data")
+    if run.launcher == "submitit":
+        check_submitit(run)
     run.shard_pair()
     return {"run": run, "device": device, "profile": profile, "config": config, "train": train,
             "runtime": runtime, "net_overrides": overrides}
@@ -119,8 +123,6 @@ def run_command(options: Mapping[str, Any], *, echo: Callable[[str], None] = pri
     if not run.merge:
         deadline = time.monotonic() + 60.0 * run.time_limit if run.time_limit is not None else None
         if run.launcher == "submitit":
-            from .cifar_gap_launch import launch_shards
-
             complete = launch_shards(dict(options), run, len(cells), out, echo)
         else:
             mine = shard_cells(cells, shard)
@@ -137,6 +139,12 @@ def run_command(options: Mapping[str, Any], *, echo: Callable[[str], None] = pri
         return 0 if complete else EXIT_TIME_LIMIT
     if not combine_results:
         return 0 if complete else EXIT_TIME_LIMIT
+    if run.merge:
+        planned = len(cells)
+        cells = discover_cells(out, key, cells)
+        meta["cells"] = [{"name": c.name, "n": c.n, "net": c.net, "arch": c.arch, "width": c.model_channels,
+                          "seed": c.seed, "key": c.key, "evaluation_points": [p.images for p in c.points],
+                          "planned": i < planned} for i, c in enumerate(cells)]
     meta["provenance"] = provenance(device)
     meta["seconds_this_call"] = time.perf_counter() - t0
     summary = combine(out, cells, key, backend, meta)

@@ -214,7 +214,8 @@ class GapRunOptions:
     device: str = param("auto", "auto, cpu, cuda or cuda:N.")
     shard: str | None = param(None, "i/M: train and evaluate only shard i (0 <= i < M) of the cells; merge later "
                               "with --merge.", shown="all cells")
-    merge: bool = param(False, "Only combine the results stored in the cell folders (no training).")
+    merge: bool = param(False, "Only combine the results stored in the cell folders (no training): the grid's cells "
+                        "and every other cell of --out, with all their stored evaluation points.")
     launcher: str = param("inline", "inline (this process) or submitit (a job array; pip install 'mogsim[slurm]').",
                           choices=LAUNCHERS)
     jobs: int | None = param(None, "submitit: number of array tasks (shards).", min=1, max=10**5,

@@ -3,10 +3,10 @@
 Every subset is a prefix of one seeded class-balanced order of CIFAR-10's training split
 (:func:`mogsim.data.subset_indices`), so each smaller subset lies inside each larger one, whatever the grid. The
 held-out images (for the per-sigma distances on noisy held-out images) are a seeded balanced subset of the test
-split when the source has one, else the training images that follow the largest subset in the same order (outside
-every subset of the grid). At ``resolution`` 16 or 8 every image is reduced by 2x2 or 4x4 box averaging in
-float64 and stored as float32 in [-1, 1]; at 32 the uint8 pixels are kept (the trainer and the references map them
-to [-1, 1] themselves).
+split when the source has one, else the last training images of the same order (outside every subset the
+grid may take, and the same for every grid). At ``resolution`` 16 or 8 every image is reduced by 2x2 or 4x4 box
+averaging in float64 and stored as float32 in [-1, 1]; at 32 the uint8 pixels are kept (the trainer and the
+references map them to [-1, 1] themselves).
 """
 
 from __future__ import annotations
@@ -101,11 +101,11 @@ def load_gap_data(path: str | os.PathLike, max_n: int, *, subset_seed: int = 0, 
         if count < 1:
             raise InputError(f"ns={max_n}: {source} has no test split and no training image outside the largest "
                              "subset to hold out; pass a source with a test split or a smaller N", parameter="ns")
-        order = subset_indices(total, max_n + count, subset_seed, labels=labels, balanced=True)
-        held_images = images[order[max_n:]]
-        held_record = {"split": "train", "count": count, "rule": f"training images {max_n}..{max_n + count - 1} of "
-                       f"the seeded class-balanced order (outside every subset; seed {subset_seed})",
-                       "why": f"no test split: {reason}"}
-        order = order[:max_n]
+        full = subset_indices(total, total, subset_seed, labels=labels, balanced=True)
+        held_images = images[full[total - count:]]
+        held_record = {"split": "train", "count": count, "rule": f"the last {count} training images of the seeded "
+                       f"class-balanced order (outside every subset of N <= {total - count}; seed {subset_seed}), "
+                       "the same whatever the grid", "why": f"no test split: {reason}"}
+        order = full[:max_n]
     return GapData(reduce_images(images[order], resolution), reduce_images(held_images, resolution),
                    order.astype(np.int64), str(source), total, subset_seed, resolution, held_record)

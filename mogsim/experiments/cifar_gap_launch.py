@@ -9,6 +9,7 @@ task, then combines the run folders as ``--merge`` does. ``--cluster`` picks the
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,17 +27,20 @@ def shard_task(options: dict[str, Any], index: int, count: int) -> int:
                        combine_results=False)
 
 
-def launch_shards(options: dict[str, Any], run: GapRunOptions, num_cells: int, out: Path,
-                  echo: Callable[[str], None]) -> bool:
-    """Submit one task per shard, wait for all, and return whether every one finished (exit code 0)."""
-    try:
-        import submitit
-    except ImportError:
-        raise InputError("launcher=submitit needs submitit; pip install 'mogsim[slurm]'", parameter="launcher") \
-            from None
+def check_submitit(run: GapRunOptions) -> None:
+    """Refuse, before any work, a submitit launch that cannot run: submitit missing, or ``--shard`` given."""
+    if importlib.util.find_spec("submitit") is None:
+        raise InputError("launcher=submitit needs submitit; pip install 'mogsim[slurm]'", parameter="launcher")
     if run.shard is not None:
         raise InputError("shard: the submitit launcher makes the shards itself; leave --shard out",
                          parameter=("shard", "launcher"))
+
+
+def launch_shards(options: dict[str, Any], run: GapRunOptions, num_cells: int, out: Path,
+                  echo: Callable[[str], None]) -> bool:
+    """Submit one task per shard, wait for all, and return whether every one finished (exit code 0)."""
+    import submitit
+
     count = min(run.jobs or num_cells, num_cells)
     try:
         executor = submitit.AutoExecutor(folder=out / "submitit", cluster=None if run.cluster == "auto"
