@@ -84,6 +84,10 @@ stage() {  # stage NAME CAP_SECONDS ARGS...: run one grid with the time left, re
 
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), \
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')" 2>&1 | tee -a "$LOG"
+t0=$SECONDS  # decode the JPEGs once (the stages read the cached arrays)
+"$PY" -c "from mogsim.experiments.cifar_gap_data import load_gap_data as f; f('$DATA', 1, cache_dir='$WORK/cache')" \
+  >> "$LOG" 2>&1
+echo "data decoded and cached in $(( SECONDS - t0 )) s" | tee -a "$LOG"
 stage A "${CAPS[0]}" "${NET[@]}" "${A[@]}"
 stage B "${CAPS[1]}" "${NET[@]}" "${B[@]}"
 stage C "${CAPS[2]}" "${WIDE[@]}" "${C[@]}"
