@@ -52,11 +52,13 @@ BOOTSTRAP_SEED = 0
 #: Thresholds of the claim rules (stated with every judgment).
 HIGH, LOW, NEAR_FLOOR, HIGH_GL, LOW_GL = 0.5, 0.1, 1.1, 0.9, 0.1
 RULES = {
-    "final": "each cell is judged at its last stored evaluation point",
+    "final": "each cell is judged at its last stored evaluation point (cells of one N may differ in budget; the "
+             "wider-net comparison uses equal budgets)",
     "rp_falls": f"yes when every network has RP to the optimum >= {HIGH:g} at the smallest N and <= {LOW:g} at the "
                 "largest; partly when some of these hold; no when none does",
-    "wider_closer": "yes when the widest network's RP to the optimum is >= the narrowest's at every (N, seed) "
-                    "where either is above 0; partly when at some; no when at none",
+    "wider_closer": "at equal N and seed and the most images seen both were evaluated at: yes when the widest "
+                    "network's RP to the optimum is >= the narrowest's at every (N, seed) where either is above 0; "
+                    "partly when at some; no when at none",
     "loss_floor": f"yes when the loss ratio at the smallest N is <= {NEAR_FLOOR:g} for every network; partly when it "
                   "is below the ratio at the largest N (the net moves towards the floor) but above; no otherwise",
     "rp_widths": f"yes when the mean RP between widths is lowest at an interior N and >= {HIGH:g} at both ends; partly "
@@ -288,15 +290,22 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
                 "basis": RULES["rp_falls"] if tested else "one N only"})
     if len(nets) > 1:
         narrow, wide = nets[0][1], nets[-1][1]
-        pairs = [(w["n"], w["rp_optimum"], s["rp_optimum"]) for w in last for s in last
-                 if w["net"] == wide and s["net"] == narrow and w["n"] == s["n"] and w["seed"] == s["seed"]]
-        informative = [(a, b) for _, a, b in pairs if max(a, b) > 0]
+        pairs = []  # at equal N and seed, at the most images seen that both networks were evaluated at
+        for n, seed in sorted({(r["n"], r["seed"]) for r in records}):
+            rp = {net: {r["images_seen"]: r["rp_optimum"] for r in records
+                        if r["net"] == net and r["n"] == n and r["seed"] == seed} for net in (wide, narrow)}
+            common = set(rp[wide]) & set(rp[narrow])
+            if common:
+                images = max(common)
+                pairs.append((n, images, rp[wide][images], rp[narrow][images]))
+        informative = [(a, b) for _, _, a, b in pairs if max(a, b) > 0]
         out.append({"paper": f"A wider net stays closer to the empirical optimum at every N ({ZHANG}, Fig. 4 left).",
                     "measured": f"RP to the optimum, {wide} vs {narrow}: "
-                                + "; ".join(f"N = {n}: {_fmt(a)} vs {_fmt(b)}" for n, a, b in pairs),
+                                + "; ".join(f"N = {n} at {images:,} images: {_fmt(a)} vs {_fmt(b)}"
+                                            for n, images, a, b in pairs),
                     "agrees": _verdict(sum(a >= b for a, b in informative), len(informative)) if informative
                     else "not tested",
-                    "basis": RULES["wider_closer"] if informative else "both RP are 0 at every N"})
+                    "basis": RULES["wider_closer"] if informative else "both RP are 0 at every common point"})
     else:
         out.append({"paper": f"A wider net stays closer to the empirical optimum at every N ({ZHANG}, Fig. 4 left).",
                     "measured": f"one width ({nets[0][1]})", "agrees": "not tested", "basis": "one width only"})
