@@ -280,14 +280,17 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
         return "; ".join(f"{net} {', '.join(_fmt(v) for v in at(n, net, key))}" for _, net in nets if at(n, net, key))
 
     tested = len(ns) > 1
+    memorizing = any(r["copy_fraction"] >= HIGH for r in last)
+    untested = "one N only" if not tested else None if memorizing else (
+        f"no cell memorizes at its budget (copy fraction < {HIGH:g} everywhere): the small-N end is not reached")
     conds = [v >= HIGH for _, net in nets for v in at(small, net, "rp_optimum")]
     conds += [v <= LOW for _, net in nets for v in at(large, net, "rp_optimum")]
     out.append({"paper": f"The fraction of seeds on which the net's sample and the empirical optimum's sample are the "
                          f"same image is high at small N and falls to about 0 as N grows ({ZHANG}, Fig. 4 left).",
                 "measured": f"RP to the optimum at N = {small}: {by_net('rp_optimum', small)}; at N = {large}: "
                             f"{by_net('rp_optimum', large)}",
-                "agrees": _verdict(sum(conds), len(conds)) if tested else "not tested",
-                "basis": RULES["rp_falls"] if tested else "one N only"})
+                "agrees": _verdict(sum(conds), len(conds)) if untested is None else "not tested",
+                "basis": untested or RULES["rp_falls"]})
     if len(nets) > 1:
         narrow, wide = nets[0][1], nets[-1][1]
         pairs = []  # at equal N and seed, at the most images seen that both networks were evaluated at
@@ -311,7 +314,7 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
                     "measured": f"one width ({nets[0][1]})", "agrees": "not tested", "basis": "one width only"})
     ratio_small = [v for _, net in nets for v in at(small, net, "loss_ratio")]
     ratio_large = [v for _, net in nets for v in at(large, net, "loss_ratio")]
-    if not tested:
+    if untested is not None:
         verdict = "not tested"
     elif all(v <= NEAR_FLOOR for v in ratio_small):
         verdict = "yes"
@@ -321,7 +324,7 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
                          f"approaches ({ZHANG}, Fig. 4 right).",
                 "measured": f"loss over its floor at N = {small}: {by_net('loss_ratio', small)}; at N = {large}: "
                             f"{by_net('loss_ratio', large)}",
-                "agrees": verdict, "basis": RULES["loss_floor"] if tested else "one N only"})
+                "agrees": verdict, "basis": untested or RULES["loss_floor"]})
     latest: dict[tuple[Any, ...], dict[str, Any]] = {}  # each pair of widths at its last common point
     for c in cross:
         k = (c["n"], c["a"], c["b"], c.get("seed"))
@@ -349,8 +352,8 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
     conds += [v >= HIGH_GL for _, net in nets for v in at(large, net, "gl")]
     out.append({"paper": f"GL rises from about 0 to about 1 as N grows ({ZHANG}, Fig. 2).",
                 "measured": f"GL at N = {small}: {by_net('gl', small)}; at N = {large}: {by_net('gl', large)}",
-                "agrees": _verdict(sum(conds), len(conds)) if tested else "not tested",
-                "basis": RULES["gl_rises"] if tested else "one N only"})
+                "agrees": _verdict(sum(conds), len(conds)) if untested is None else "not tested",
+                "basis": untested or RULES["gl_rises"]})
     if len(nets) > 1 and tested:
         cross_n = {}
         for _, net in (nets[0], nets[-1]):
@@ -478,15 +481,17 @@ GRID_COLUMNS, GRID_NS = 8, 4
 
 
 def write_sample_grids(out: Path, results: Sequence[PointResult]) -> dict[str, Any] | None:
-    """``sample_grids.png``: for up to :data:`GRID_NS` N (smallest to largest), the widest network's samples at
-    its last point (one row) above the empirical optimum's from the same seeds (the next row)."""
+    """``sample_grids.png``: for up to :data:`GRID_NS` N (smallest to largest), the samples of the cell trained
+    longest (then the widest network) at its last point (one row) above the empirical optimum's from the same seeds
+    (the next row)."""
     last = last_points(results)
     if not last:
         return None
     by_n: dict[int, PointResult] = {}
     for r in last.values():
         best = by_n.get(r.cell.n)
-        if best is None or (r.cell.model_channels, -r.cell.seed) > (best.cell.model_channels, -best.cell.seed):
+        rank = (r.images, r.cell.model_channels, -r.cell.seed)
+        if best is None or rank > (best.images, best.cell.model_channels, -best.cell.seed):
             by_n[r.cell.n] = r
     ns = sorted(by_n)
     if len(ns) > GRID_NS:
