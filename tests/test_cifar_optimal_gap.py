@@ -109,3 +109,18 @@ def test_memorization_time_interpolates_in_log_images():
     assert projection([100, 200], [0.2, 0.1], 0.5) is None
     b, a = fit_power([16, 64, 256], [10 * 16**1.5, 10 * 64**1.5, 10 * 256**1.5])
     assert b == pytest.approx(1.5) and a == pytest.approx(2.302585, rel=1e-5)
+
+
+def test_console_command_runs_and_exits_zero(cifar, tmp_path, monkeypatch, capsys):
+    from mogsim.cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["cifar-optimal-gap", "--data", str(cifar), "--ns", "4", "--images", "8", "--eval-at", "8"]
+    for key, value in TINY.items():
+        flag = "--" + key.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out = capsys.readouterr().out
+    assert info.value.code == 0, out
+    assert "results: runs/cifar-optimal-gap/summary.json" in out and "deviations from the paper" in out
