@@ -115,7 +115,8 @@ def test_console_command_runs_and_exits_zero(cifar, tmp_path, monkeypatch, capsy
     from mogsim.cli.app import main
 
     monkeypatch.chdir(tmp_path)
-    argv = ["cifar-optimal-gap", "--data", str(cifar), "--ns", "4", "--images", "8", "--eval-at", "8"]
+    pytest.importorskip("reportlab")
+    argv = ["cifar-optimal-gap", "--data", str(cifar), "--ns", "4", "--images", "8", "--eval-at", "8", "--report"]
     for key, value in TINY.items():
         flag = "--" + key.replace("_", "-")
         argv += [flag] if value is True else [flag, str(value)]
@@ -124,3 +125,5 @@ def test_console_command_runs_and_exits_zero(cifar, tmp_path, monkeypatch, capsy
     out = capsys.readouterr().out
     assert info.value.code == 0, out
     assert "results: runs/cifar-optimal-gap/summary.json" in out and "deviations from the paper" in out
+    assert "report: runs/cifar-optimal-gap/report.pdf" in out
+    assert (tmp_path / "runs" / "cifar-optimal-gap" / "report.pdf").stat().st_size > 0
