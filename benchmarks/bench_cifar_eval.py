@@ -40,9 +40,8 @@ from mogsim.devices import resolve_device  # noqa: E402
 from mogsim.experiments.cifar_gap_eval import CellEvalSettings, CellReferences, evaluate_cell  # noqa: E402
 from mogsim.io import write_json  # noqa: E402
 from mogsim.nets import PreconditionedDenoiser, build_network, network_config  # noqa: E402
-from mogsim.nets.precond import make_precond  # noqa: E402
 from mogsim.provenance import provenance  # noqa: E402
-from mogsim.training import RuntimeOptions, TrainConfig, Trainer, load_trained_denoiser  # noqa: E402
+from mogsim.training import RuntimeOptions, TrainConfig, Trainer, load_trained_denoiser, make_precond  # noqa: E402
 
 
 def load_images(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
