@@ -45,17 +45,16 @@ from mogsim.training import RuntimeOptions, TrainConfig, Trainer, load_trained_d
 
 
 def load_images(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    """(subset of N training images, held-out images), uint8."""
+    """(subset of N training images, held-out images), uint8: the command's nested subset and held-out images
+    (the test split, else training images outside the subset)."""
     if args.data is None:
         rng = np.random.default_rng(0)
         return (rng.integers(0, 256, (args.n, 3, 32, 32), dtype=np.uint8),
                 rng.integers(0, 256, (256, 3, 32, 32), dtype=np.uint8))
-    from mogsim.data import load_cifar10, subset_indices
+    from mogsim.experiments.cifar_gap_data import load_gap_data
 
-    train, labels = load_cifar10(args.data, split="train", cache_dir=args.cache_dir)
-    test, _ = load_cifar10(args.data, split="test", cache_dir=args.cache_dir)
-    idx = subset_indices(len(labels), args.n, seed=0, labels=labels, balanced=True)
-    return train[idx], test
+    data = load_gap_data(args.data, args.n, held_out=1000, cache_dir=args.cache_dir)
+    return data.train.numpy(), data.held_out.numpy()
 
 
 def build_net(args: argparse.Namespace, device: torch.device) -> PreconditionedDenoiser:

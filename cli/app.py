@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "theory",
     "report",
+    "cifar_optimal_gap",
 )
 
 #: One example per command, shown at the end of its --help (a command module may set its own epilog instead).
@@ -33,6 +34,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "subspace-recovery": ("mogsim subspace-recovery --components 2 --ranks 2,4,6 --trials 20",),
     "jacobian-rank": ("mogsim jacobian-rank --rank 4 --components 2 --seeds 0-15",
                       "mogsim jacobian-rank --run runs/score-match/r4_N512_K2_d48_mlp256_s3000_seed0-a0a55f8d2673"),
+    "cifar-optimal-gap": ("mogsim cifar-optimal-gap --data ../shared/data/cifar10-jpeg --device cpu",
+                          "mogsim cifar-optimal-gap --data ../shared/data/cifar10-jpeg --ns 64,128,...,4096 "
+                          "--archs unet-64,unet-128 --images 1e6 --report"),
 }
 
 QUICK_START = ("mogsim sample --seeds 0-511 --out runs/molrg",

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from cifar_like import write_edm_zip
 from mogsim.cli.app import main
 
 BAD_INPUTS: list[tuple[list[str], str]] = [
@@ -208,6 +209,24 @@ JACOBIAN_ROWS: list[tuple[list[str], str]] = [
     (JR + ["--config", "{inputs}/typo.json"], "unknown key(s) rnak"),
 ]
 BAD_INPUTS += JACOBIAN_ROWS
+GAP = ["cifar-optimal-gap", "--device", "cpu", "--quiet", "--out", "exp", "--data", "{inputs}/cifar20"]
+#: ``mogsim cifar-optimal-gap``: the grid, the budget, the data and the similarity, all before any file is written
+GAP_ROWS: list[tuple[list[str], str]] = [
+    (GAP + ["--ns", "64"], "--ns 64 is above the size of the training split (20 images"),
+    (GAP + ["--ns", "8", "--archs", "unet-999"], "--archs ('unet-999',): choose one of"),
+    (GAP + ["--ns", "8", "--archs", "unet-64", "--widths", "7"], "--widths 7: unet-64 cannot be built"),
+    (GAP + ["--ns", ""], "--ns is empty"),
+    (GAP + ["--ns", "8", "--seeds", "0,0"], "--seeds '0,0': a seed appears twice"),
+    (GAP + ["--ns", "8", "--images", "100", "--eval-at", "200"], "--eval-at 200 is beyond the budget"),
+    (GAP[:-2] + ["--data", "{inputs}/not-cifar"], "CIFAR-10 path"),
+    (GAP[:-2], "--data: required"),
+    (GAP + ["--ns", "8", "--similarity", "{inputs}/corrupt.npy"], "--similarity"),
+    (GAP + ["--ns", "8", "--shard", "2/2"], "--shard '2/2': need 0 <= i < M"),
+    (GAP + ["--ns", "8", "--launcher", "submitit", "--shard", "0/2"], "makes the shards itself; leave --shard out"),
+    (GAP + ["--ns", "8", "--resolution", "12"], "--resolution 12: choose 32, 16 or 8"),
+    (GAP + ["--ns", "8", "--time-limit", "0"], "--time-limit 0"),
+]
+BAD_INPUTS += GAP_ROWS
 
 #: Rows (their argv joined by spaces) that also run through the installed console script: a subprocess each,
 #: a second or more of start-up, so only a few.
@@ -232,6 +251,8 @@ def inputs(tmp_path_factory) -> Path:
     np.save(folder / "strings.npy", np.array([["a", "b"], ["c", "d"]]))
     np.savez(folder / "two.npz", a=train, b=train)
     torch.save({"weights": torch.zeros(3)}, folder / "dict.pt")
+    (folder / "cifar20").mkdir()
+    write_edm_zip(folder / "cifar20" / "train.zip", 20)
     (folder / "not-cifar").mkdir()
     (folder / "not-cifar" / "readme.txt").write_text("no images here")
     np.save(folder / "images.npy", rng.standard_normal((6, 3, 8, 8)).astype(np.float32))

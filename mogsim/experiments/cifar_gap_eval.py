@@ -249,15 +249,16 @@ class CellEvaluation:
     optimum_samples: np.ndarray
     loss_batch: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def save(self, folder: str | os.PathLike) -> list[Path]:
-        """Write ``metrics.json``, ``per_sample.npz`` (per-seed arrays, samples, loss batch) and ``per_sigma.csv``
-        into ``folder``, each atomically; returns the paths."""
+    def save(self, folder: str | os.PathLike, *, optimum_rows: int | None = None) -> list[Path]:
+        """Write ``per_sample.npz`` (per-seed arrays, samples, loss batch), ``per_sigma.csv`` and, last,
+        ``metrics.json`` into ``folder``, each atomically, so a folder holding ``metrics.json`` is complete; returns
+        the paths. ``optimum_rows`` keeps only the optimum's first samples (they are cached per subset anyway)."""
         out = Path(folder)
-        return [write_json(out / "metrics.json", self.metrics),
-                write_npz(out / "per_sample.npz", **self.per_sample, samples=self.samples,
-                          optimum_samples=self.optimum_samples,
+        optimum = self.optimum_samples if optimum_rows is None else self.optimum_samples[:optimum_rows]
+        return [write_npz(out / "per_sample.npz", **self.per_sample, samples=self.samples, optimum_samples=optimum,
                           **{f"loss_batch_{k}": v for k, v in self.loss_batch.items()}),
-                write_csv(out / "per_sigma.csv", self.per_sigma)]
+                write_csv(out / "per_sigma.csv", self.per_sigma),
+                write_json(out / "metrics.json", self.metrics)]
 
 
 class _Clock:

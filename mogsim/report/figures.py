@@ -585,3 +585,219 @@ def jacobian_rank_figure(rows: Sequence[Mapping[str, Any]], dim: int, reference:
         if title:
             ax.set_title(title)
     return fig
+
+
+# -- cifar-optimal-gap ---------------------------------------------------------------------------------------------
+def _by_net(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Rows grouped by network (ordered by width, then name)."""
+    groups: dict[tuple[float, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(_f(r, "width"), str(r["net"]))].append(r)
+    return {net: groups[(w, net)] for w, net in sorted(groups)}
+
+
+def _log2_n_axis(ax: Any, ns: Sequence[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.minorticks_off()
+    ax.set_xlabel("N (training images)")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _mean_over_seeds(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted N, mean of ``key`` over seeds, and (min, max) over seeds."""
+    by_n: dict[int, list[float]] = defaultdict(list)
+    for r in rows:
+        by_n[int(_f(r, "n"))].append(_f(r, key))
+    ns = np.array(sorted(by_n))
+    vals = [np.array(by_n[n]) for n in ns]
+    return ns, np.array([v.mean() for v in vals]), np.array([[v.min(), v.max()] for v in vals])
+
+
+def gap_vs_n_figure(records: Sequence[Mapping[str, Any]], cross: Sequence[Mapping[str, Any]]) -> Figure:
+    """cifar-optimal-gap against N at each cell's last evaluation point, one colour per network (mean over training
+    seeds, bars: the stored bootstrap interval or the range over seeds): (a) RP to the empirical optimum (paper 1,
+    Fig. 4 left); (b) the training loss over its floor (Fig. 4 right); (c) RP between widths (solid) and between
+    training seeds (dashed); (d) GL (Fig. 2)."""
+    last = [r for r in records if _true(r.get("is_last", True))]
+    with print_style():
+        fig = Figure(figsize=(6.9, 5.0))
+        fig.subplots_adjust(left=0.08, right=0.99, bottom=0.09, top=0.95, wspace=0.25, hspace=0.42)
+        (ax_rp, ax_loss), (ax_x, ax_gl) = fig.subplots(2, 2)
+        ns_all = sorted({int(_f(r, "n")) for r in last})
+        for i, (net, rows) in enumerate(_by_net(last).items()):
+            color = f"C{i}"
+            ns, rp, spread = _mean_over_seeds(rows, "rp_optimum")
+            if len(rows) == len(ns):  # one seed: the bootstrap interval
+                by_n = {int(_f(r, "n")): r for r in rows}
+                spread = np.array([list(by_n[n]["rp_optimum_ci"]) if "rp_optimum_ci" in by_n[n]
+                                   else [_f(by_n[n], "rp_optimum_lo"), _f(by_n[n], "rp_optimum_hi")] for n in ns])
+            ax_rp.errorbar(ns, rp, yerr=np.abs(np.stack([rp - spread[:, 0], spread[:, 1] - rp])), fmt="-o",
+                           color=color, capsize=2, label=net)
+            ns, ratio, _ = _mean_over_seeds(rows, "loss_ratio")
+            ax_loss.plot(ns, ratio, "-o", color=color, label=net)
+            ns, gl, spread = _mean_over_seeds(rows, "gl")
+            ax_gl.plot(ns, gl, "-o", color=color, label=net)
+        ax_loss.axhline(1.0, color="0.4", ls=":", lw=0.8)
+        ax_loss.set_yscale("log")
+        pairs: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        latest: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+        for c in cross:
+            k = (c["kind"], c["n"], c["a"], c["b"], c.get("seed"), c.get("net"))
+            if k not in latest or _f(c, "images_seen") > _f(latest[k], "images_seen"):
+                latest[k] = c
+        for c in latest.values():
+            pairs[(c["kind"], f"{c['a']} vs {c['b']}")][int(_f(c, "n"))].append(_f(c, "rp"))
+        for j, ((kind, label), by_n) in enumerate(sorted(pairs.items())):
+            ns = sorted(by_n)
+            ax_x.plot(ns, [np.mean(by_n[n]) for n in ns], "-o" if kind == "widths" else "--s", color=f"C{j}",
+                      label=f"{'widths' if kind == 'widths' else 'seeds'}: {label}")
+        if pairs:
+            ax_x.legend(fontsize=5.5)
+        for ax, title, ylabel in ((ax_rp, "(a) RP to the empirical optimum", "fraction of seeds"),
+                                  (ax_loss, "(b) training loss over its floor", "loss / optimum's loss"),
+                                  (ax_x, "(c) RP between widths (solid) and seeds (dashed)", "fraction of seeds"),
+                                  (ax_gl, "(d) GL", "GL (1 - fraction like a training image)")):
+            _log2_n_axis(ax, ns_all)
+            ax.set_title(title)
+            ax.set_ylabel(ylabel)
+            if ax is not ax_loss:
+                ax.set_ylim(-0.03, 1.03)
+        ax_rp.legend()
+    return fig
+
+
+def gap_training_figure(records: Sequence[Mapping[str, Any]], memorization: Mapping[str, Any]) -> Figure:
+    """Along training, one row per network: (a) RP to the empirical optimum and (b) the copy fraction against images
+    seen, one colour per N (mean over training seeds); dotted lines at the memorization levels, crosses at the
+    stored crossing times."""
+    nets = _by_net(records)
+    with print_style():
+        fig = Figure(figsize=(6.9, 2.2 * len(nets) + 0.5))
+        fig.subplots_adjust(left=0.08, right=0.86, bottom=0.08 + 0.1 / len(nets), top=0.93, wspace=0.28,
+                            hspace=0.5)
+        axes = np.atleast_2d(fig.subplots(len(nets), 2, squeeze=False))
+        ns_all = sorted({int(_f(r, "n")) for r in records})
+        import matplotlib as mpl
+
+        norm = mpl.colors.LogNorm(vmin=min(ns_all), vmax=max(ns_all) if max(ns_all) > min(ns_all) else 2 * min(ns_all))
+        cmap = mpl.colormaps["viridis"]
+        times = [c for c in memorization.get("cells", []) if c.get("time") is not None]
+        for row, (net, rows) in enumerate(nets.items()):
+            for n in ns_all:
+                own = [r for r in rows if int(_f(r, "n")) == n]
+                if not own:
+                    continue
+                by_images: dict[float, list[Mapping[str, Any]]] = defaultdict(list)
+                for r in own:
+                    by_images[_f(r, "images_seen")].append(r)
+                xs = sorted(by_images)
+                for col, key in enumerate(("rp_optimum", "copy_fraction")):
+                    axes[row, col].plot(xs, [np.mean([_f(r, key) for r in by_images[x]]) for x in xs], "-o",
+                                        color=cmap(norm(n)), ms=2.5, label=f"N = {n}")
+                for c in times:
+                    if c["net"] == net and int(c["n"]) == n:
+                        axes[row, 1].plot([c["time"]], [c["level"]], "x", color=cmap(norm(n)), ms=5)
+            for lvl in memorization.get("levels", []):
+                axes[row, 1].axhline(lvl, color="0.5", ls=":", lw=0.7)
+            for col, title in enumerate(("(a) RP to the empirical optimum", "(b) copy fraction (d1/d2 < 1/3)")):
+                ax = axes[row, col]
+                ax.set_xscale("log")
+                ax.set_ylim(-0.03, 1.03)
+                ax.set_xlabel("images seen")
+                ax.set_title(f"{title}: {net}")
+                ax.grid(True, which="major", alpha=0.3)
+        bar = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes.ravel()), fraction=0.03, pad=0.02)
+        bar.set_ticks(ns_all, labels=[str(n) for n in ns_all])
+        bar.minorticks_off()
+        bar.set_label("N (training images)")
+    return fig
+
+
+def memorization_time_figure(memorization: Mapping[str, Any]) -> Figure:
+    """The memorization time (images seen at which the copy fraction first reaches each level) against N, one
+    colour per network: filled markers measured, open markers right-censored at the last point (arrows up) with the
+    linear projection as a small dot, and the fitted power law with its exponent and bootstrap interval."""
+    cells = memorization.get("cells", [])
+    fits = {(f["net"], f["level"]): f for f in memorization.get("fits", [])}
+    levels = memorization.get("levels", [])
+    with print_style():
+        fig = Figure(figsize=(6.9, 2.7))
+        fig.subplots_adjust(left=0.09, right=0.99, bottom=0.17, top=0.88, wspace=0.28)
+        axes = np.atleast_1d(fig.subplots(1, max(1, len(levels))))
+        ns_all = sorted({int(c["n"]) for c in cells}) or [1]
+        nets = sorted({(c["width"], c["net"]) for c in cells})
+        for ax, lvl in zip(axes, levels):
+            for i, (_, net) in enumerate(nets):
+                own = [c for c in cells if c["net"] == net and c["level"] == lvl]
+                done = [c for c in own if c["time"] is not None]
+                right = [c for c in own if c["censored"] == "right"]
+                ax.plot([c["n"] for c in done], [c["time"] for c in done], "o", color=f"C{i}", label=net)
+                ax.plot([c["n"] for c in right], [c["bound"] for c in right], "^", mfc="none", color=f"C{i}")
+                proj = [c for c in right if c.get("projected")]
+                ax.plot([c["n"] for c in proj], [c["projected"] for c in proj], ".", color=f"C{i}", alpha=0.6)
+                fit = fits.get((net, lvl))
+                if fit and fit.get("exponent") is not None:
+                    xs = np.array([min(ns_all), max(ns_all)], dtype=float)
+                    ci = fit.get("exponent_ci")
+                    text = f"b = {fit['exponent']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+                    ax.plot(xs, np.exp(fit["log_prefactor"]) * xs ** fit["exponent"], "-", color=f"C{i}", lw=0.8,
+                            label=f"{net}: {text}")
+            ax.set_yscale("log")
+            _log2_n_axis(ax, ns_all)
+            ax.set_ylabel("images seen")
+            ax.set_title(f"copy fraction reaches {lvl:g} (^: not yet, at the last point)")
+            ax.legend(fontsize=5.5)
+    return fig
+
+
+def gap_per_sigma_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Per noise level, the distance ``E||D_net - D_ref||^2 / E||D_ref - x||^2`` of each cell's last network to (a)
+    the empirical optimum and (b) the moment-matched Gaussian, one colour per N (widest network, first seed); solid:
+    noisy training images, dashed: noisy held-out images."""
+    last = [r for r in rows if _true(r.get("is_last", True))]
+    widest = max((_f(r, "width") for r in last), default=0.0)
+    seed = min((_f(r, "seed") for r in last), default=0.0)
+    last = [r for r in last if _f(r, "width") == widest and _f(r, "seed") == seed]
+    with print_style():
+        fig = Figure(figsize=(6.9, 2.6))
+        fig.subplots_adjust(left=0.08, right=0.86, bottom=0.17, top=0.88, wspace=0.25)
+        axes = fig.subplots(1, 2)
+        ns_all = sorted({int(_f(r, "n")) for r in last}) or [1]
+        import matplotlib as mpl
+
+        norm = mpl.colors.LogNorm(vmin=min(ns_all), vmax=max(ns_all) if max(ns_all) > min(ns_all) else 2 * min(ns_all))
+        cmap = mpl.colormaps["viridis"]
+        for ax, ref, title in ((axes[0], "empirical", "(a) to the empirical optimum"),
+                               (axes[1], "gaussian", "(b) to the moment-matched Gaussian")):
+            for n in ns_all:
+                for query_set, ls in (("train", "-"), ("test", "--")):
+                    own = sorted((r for r in last if int(_f(r, "n")) == n and r["reference"] == ref
+                                  and r["query_set"] == query_set), key=lambda r: _f(r, "sigma"))
+                    if own:
+                        ax.loglog([_f(r, "sigma") for r in own], [max(_f(r, "distance"), 1e-8) for r in own], ls,
+                                  color=cmap(norm(n)), lw=0.9)
+            ax.set_xlabel("$\\sigma$")
+            ax.set_ylabel("relative distance")
+            ax.set_title(title)
+            ax.grid(True, which="major", alpha=0.3)
+        bar = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), fraction=0.03, pad=0.02)
+        bar.set_ticks(ns_all, labels=[str(n) for n in ns_all])
+        bar.minorticks_off()
+        bar.set_label("N (training images)")
+    return fig
+
+
+def image_file_figure(path: Any, *, width: float = 6.9) -> Figure:
+    """A stored PNG (e.g. a sample grid) drawn at ``width`` inches, without axes."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("RGB"))
+    height = width * pixels.shape[0] / pixels.shape[1]
+    with print_style():
+        fig = Figure(figsize=(width, height))
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.imshow(pixels, interpolation="nearest")
+        ax.set_axis_off()
+    return fig

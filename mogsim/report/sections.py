@@ -20,7 +20,8 @@ from ..errors import InputError
 from .files import RunFiles
 
 #: Modules of mogsim.report that define ``KINDS``; a new experiment adds its module here (order = detection order).
-KIND_MODULES: tuple[str, ...] = ("score_match", "train", "theory", "subspace_recovery", "jacobian_rank")
+KIND_MODULES: tuple[str, ...] = ("score_match", "train", "theory", "subspace_recovery", "jacobian_rank",
+                                 "cifar_optimal_gap")
 
 #: The values of :attr:`Claim.agrees`.
 AGREES = ("yes", "partly", "no", "not tested", "not judged")

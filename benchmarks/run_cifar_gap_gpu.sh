@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The GPU run of `mogsim cifar-optimal-gap` (issue 12, deliverable 6) in ONE call of at most ~7 minutes.
+#
+#   benchmarks/run_cifar_gap_gpu.sh [--quick] DATA RESULTS [SECONDS]
+#
+# DATA: CIFAR-10's train split as an EDM-style zip folder, prepared here by
+#   mkdir -p .gpu-data/cifar10-train && cp ../shared/data/cifar10-jpeg/train.zip .gpu-data/cifar10-train/
+# (50 MiB; test.zip is left out to stay under the 64 MiB carry limit, so the held-out images of the per-sigma
+# distances are the last 1,000 training images of the seeded class-balanced order, outside every subset).
+# RESULTS: an empty folder (on the device machine: $OUT); at most 3 files come back: results.tar.gz (the combined
+# summary.json, CSVs, figures, sample grids and every cell's config/log/metrics, never checkpoints), run.log and
+# stages.json (the commands and how long each took). SECONDS (default 380, for a call of 420 s): the wall-clock
+# budget; every stage trains with --time-limit and is interrupted (SIGINT) 25 s after it, so that the merge still has
+# 40 s at the end (a stopped cell keeps its evaluated points), and
+# as shard 0/1 (train and evaluate, no combining: one merge at the end combines every cell of the folder).
+#
+# Stages, in priority order (the task's): A unet-64 at N = 64 trained longest, evaluated along training (the
+# memorization-time curve); B unet-64 at N = 128 .. 4096 on a short budget; C the second width (unet-128) at N = 64
+# and 1024; D unet-64 at N = 16 and 32 (for the fit of the memorization time against N). Precision: float32 with
+# TF32 products, no compile (bf16 + compile costs ~90 s of warm-up per shape, too much for a 7-minute call). EDM
+# preconditioning and no learning-rate warm-up (memorized ~4.5x sooner than VP in our CPU runs); 256 sampler seeds.
+# Every deviation from the paper is stored in summary.json. --quick runs the same stages on the CPU with a tiny
+# UNet on 8x8 images and tiny budgets (a smoke test of this script, not a result).
+set -uo pipefail
+QUICK=0
+if [[ "${1:-}" == "--quick" ]]; then QUICK=1; shift; fi
+DATA=${1:?DATA folder}; RESULTS=${2:?RESULTS folder}; BUDGET=${3:-380}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PYTHON:-python3}
+WORK=${WORK:-$(mktemp -d /tmp/cifar-gap.XXXXXX)}
+EXP=$WORK/exp
+mkdir -p "$RESULTS" "$EXP"
+RESULTS=$(cd "$RESULTS" && pwd)
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+LOG=$RESULTS/run.log
+START=$SECONDS
+MERGE_RESERVE=40
+OVERHEAD=25  # start-up, data and references of a stage, and an evaluation begun before its limit
+
+if (( QUICK )); then
+  COMMON=(--device cpu --profile cpu-small --resolution 8 --batch 32 --sample-seeds 100000-100015
+          --distance-queries 8 --loss-batch 64 --held-out 64 --checkpoint-every 0)
+  NET=(--archs unet-tiny --widths 16); WIDE=(--archs unet-tiny --widths 32)
+  A=(--ns 64 --images 1024 --eval-at 256,512,1024)
+  B=(--ns 128,256 --images 256 --eval-at 128,256)
+  C=(--ns 64,256 --images 256 --eval-at 128,256)
+  D=(--ns 16,32 --images 512 --eval-at 128,256,512)
+  MERGE=(--ns 64,128,256 --images 256 --eval-at 128,256)
+  CAPS=(150 100 100 100)
+else
+  COMMON=(--device cuda --profile paper --precond edm --batch 128 --lr 1e-3 --lr-warmup-images 0 --no-bf16 --tf32
+          --no-compile --sample-seeds 100000-100255 --distance-queries 128 --loss-batch 1024 --held-out 1000
+          --checkpoint-every 0)
+  NET=(--archs unet-64); WIDE=(--archs unet-128)
+  A=(--ns 64 --images 196608 --eval-at 8192,16384,32768,65536,98304,131072,196608)
+  B=(--ns 128,256,512,1024,2048,4096 --images 16384 --eval-at 8192,16384)
+  C=(--ns 64,1024 --images 16384 --eval-at 8192,16384)
+  D=(--ns 16,32 --images 32768 --eval-at 4096,8192,16384,32768)
+  MERGE=(--ns 64,128,256,512,1024,2048,4096 --images 16384 --eval-at 8192,16384)
+  CAPS=(130 70 45 40)
+fi
+BASE=(--data "$DATA" --out "$EXP" --cache-dir "$WORK/cache" --quiet "${COMMON[@]}")
+
+echo "[" > "$WORK/stages.json"
+stage() {  # stage NAME CAP_SECONDS ARGS...: run one grid with the time left, record it
+  local name=$1 cap=$2; shift 2
+  local left=$(( BUDGET - (SECONDS - START) - MERGE_RESERVE - OVERHEAD ))
+  (( left < cap )) && cap=$left
+  if (( cap < 10 )); then
+    echo "stage $name: skipped (${left} s left)" | tee -a "$LOG"
+    printf '{"stage": "%s", "skipped": true, "seconds_left": %d},\n' "$name" "$left" >> "$WORK/stages.json"
+    return
+  fi
+  local t0=$SECONDS
+  echo "== stage $name (limit $cap s): $*" | tee -a "$LOG"
+  timeout --signal=INT --kill-after=10 $(( cap + OVERHEAD )) \
+    "$PY" -m mogsim.experiments.cifar_gap_command "${BASE[@]}" "$@" --shard 0/1 --time-limit "$(awk "BEGIN{print $cap/60}")" \
+    >> "$LOG" 2>&1
+  local rc=$?
+  printf '{"stage": "%s", "args": "%s", "limit_s": %d, "seconds": %d, "exit_code": %d},\n' \
+    "$name" "$*" "$cap" "$(( SECONDS - t0 ))" "$rc" >> "$WORK/stages.json"
+  echo "   stage $name: exit $rc after $(( SECONDS - t0 )) s" | tee -a "$LOG"
+}
+
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), \
+torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')" 2>&1 | tee -a "$LOG"
+t0=$SECONDS  # decode the JPEGs once (the stages read the cached arrays)
+"$PY" -c "from mogsim.experiments.cifar_gap_data import load_gap_data as f; f('$DATA', 1, cache_dir='$WORK/cache')" \
+  >> "$LOG" 2>&1
+echo "data decoded and cached in $(( SECONDS - t0 )) s" | tee -a "$LOG"
+stage A "${CAPS[0]}" "${NET[@]}" "${A[@]}"
+stage B "${CAPS[1]}" "${NET[@]}" "${B[@]}"
+stage C "${CAPS[2]}" "${WIDE[@]}" "${C[@]}"
+stage D "${CAPS[3]}" "${NET[@]}" "${D[@]}"
+t0=$SECONDS
+echo "== merge: every cell of $EXP" | tee -a "$LOG"
+MERGE_LIMIT=$(( MERGE_RESERVE + BUDGET - (SECONDS - START) - 5 )); (( MERGE_LIMIT < 15 )) && MERGE_LIMIT=15
+timeout --signal=INT --kill-after=5 $MERGE_LIMIT \
+  "$PY" -m mogsim.experiments.cifar_gap_command "${BASE[@]}" "${NET[@]}" "${MERGE[@]}" --merge >> "$LOG" 2>&1
+printf '{"stage": "merge", "seconds": %d, "exit_code": %d, "total_seconds": %d}\n]\n' "$(( SECONDS - t0 ))" "$?" \
+  "$(( SECONDS - START ))" >> "$WORK/stages.json"
+cp "$WORK/stages.json" "$RESULTS/stages.json"
+# Small files only: the combined results and each cell's records (no checkpoints, no per-sample arrays).
+(cd "$EXP" && find . -maxdepth 1 -type f ! -name '*.lock' -print0 > "$WORK/files" &&
+ find cells -path '*/checkpoints' -prune -o -type f \( -name config.json -o -name log.csv -o -name summary.json \
+   -o -name metrics.json -o -name per_sigma.csv -o -name subset.json \) -print0 >> "$WORK/files" &&
+ tar czf "$RESULTS/results.tar.gz" --null -T "$WORK/files")
+echo "done in $(( SECONDS - START )) s; results: $(du -h "$RESULTS/results.tar.gz" | cut -f1)" | tee -a "$LOG"

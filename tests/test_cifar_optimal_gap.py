@@ -1,0 +1,129 @@
+"""``mogsim cifar-optimal-gap``: the grid, sharding, resume, merging of cells from other grids, the submitit launcher
+and the combined outputs, on a small CIFAR-like data set (random images in EDM's zip layout, no test split)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cifar_like import write_edm_zip
+from mogsim.experiments.cifar_gap_cells import CELLS_DIR, plan_cells, shard_cells
+from mogsim.experiments.cifar_gap_combine import crossing, fit_power, projection
+from mogsim.experiments.cifar_gap_command import resolve_options, run_command
+from mogsim.experiments.cifar_gap_data import load_gap_data
+
+#: A grid that trains and evaluates in seconds on a CPU: 8x8 images, a UNet of width 8, 4 sampler seeds.
+TINY = {"device": "cpu", "profile": "cpu-small", "resolution": 8, "archs": "unet-tiny", "widths": "8",
+        "batch": 8, "sample_seeds": "100000-100003", "distance_queries": 2, "loss_batch": 8, "held_out": 4,
+        "checkpoint_every": 0, "quiet": True}
+
+
+def options(data: Path, out: Path, **extra: object) -> dict[str, object]:
+    given = {**TINY, "data": str(data), "out": str(out), **extra}
+    return {k: (str(v) if k in ("ns", "widths", "seeds", "eval_at", "archs") else v) for k, v in given.items()}
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("cifar")
+    write_edm_zip(folder / "train.zip", 60)
+    return folder
+
+
+def stored_points(out: Path) -> dict[str, float]:
+    """``cell/evals/key/images-N`` -> modification time of its metrics.json."""
+    return {str(p.parent.relative_to(out)): p.stat().st_mtime_ns for p in (out / CELLS_DIR).rglob("metrics.json")}
+
+
+def test_shard_partitions_the_grid_exactly(tmp_path):
+    r = resolve_options(options(tmp_path, tmp_path / "x", ns="4,8,16", widths="8,16", seeds="0-1", images=64))
+    cells = plan_cells(r["config"], r["train"])
+    assert len(cells) == 3 * 2 * 2 and len({c.name for c in cells}) == len(cells)
+    for m in range(1, 8):
+        shards = [shard_cells(cells, (i, m)) for i in range(m)]
+        names = [c.name for shard in shards for c in shard]
+        assert sorted(names) == sorted(c.name for c in cells)  # every cell in exactly one shard
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+def test_held_out_images_do_not_depend_on_the_grid(cifar):
+    small, large = (load_gap_data(cifar, n, held_out=5) for n in (8, 40))
+    assert (small.held_out == large.held_out).all() and small.held_out_record["split"] == "train"
+    assert (large.train[:8] == small.train).all()  # nested subsets
+    held = {bytes(x.numpy()) for x in large.held_out}
+    assert not held & {bytes(x.numpy()) for x in large.train}
+
+
+def test_resume_skips_finished_cells_and_points(cifar, tmp_path):
+    out = tmp_path / "exp"
+    lines: list[str] = []
+    assert run_command(options(cifar, out, ns="4,8", images=32, eval_at="16,32"), echo=lines.append) == 0
+    first = stored_points(out)
+    assert len(first) == 4 and "2 cells: 2 trained or evaluated now, 0 reused" in "\n".join(lines)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and len(summary["records"]) == 4
+    assert {(r["n"], r["images_seen"]) for r in summary["records"]} == {(4, 16), (4, 32), (8, 16), (8, 32)}
+    lines.clear()
+    assert run_command(options(cifar, out, ns="4,8", images=32, eval_at="16,32"), echo=lines.append) == 0
+    assert "2 cells: 0 trained or evaluated now, 2 reused" in "\n".join(lines)
+    assert stored_points(out) == first  # nothing evaluated again
+    # a longer budget extends the same cells: only the new point is trained and evaluated
+    assert run_command(options(cifar, out, ns="4", images=48, eval_at="16,32,48"), echo=lines.append) == 0
+    now = stored_points(out)
+    assert {k: now[k] for k in first} == first and len(now) == 5
+    cell = next((out / CELLS_DIR).glob("n000004-*"))
+    assert json.loads((cell / "summary.json").read_text())["steps"] == 6  # 48 images at batch 8, resumed
+
+
+def test_merge_combines_cells_of_other_grids(cifar, tmp_path):
+    out = tmp_path / "exp"
+    assert run_command(options(cifar, out, ns="4", images=32, eval_at="16,32"), echo=lambda _: None) == 0
+    assert run_command(options(cifar, out, ns="8", widths="16", images=16, eval_at="16"), echo=lambda _: None) == 0
+    merge = {**options(cifar, out, ns="8", images=16, eval_at="16", merge=True), "data": None}
+    assert run_command(merge, echo=lambda _: None) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    got = {(r["n"], r["net"], r["images_seen"]) for r in summary["records"]}
+    assert got == {(4, "unet-tiny-w8", 16), (4, "unet-tiny-w8", 32), (8, "unet-tiny-w16", 16)}
+    assert [c["planned"] for c in summary["cells"]] == [True, False, False]
+    assert summary["points_done"] == 3 and not summary["complete"]  # the planned N = 8, width 8 cell never ran
+
+
+def test_submitit_debug_executor_runs_the_shards(cifar, tmp_path):
+    pytest.importorskip("submitit")
+    out = tmp_path / "exp"
+    lines: list[str] = []
+    code = run_command(options(cifar, out, ns="4,8", images=16, eval_at="16", launcher="submitit", cluster="debug",
+                               jobs=2), echo=lines.append)
+    assert code == 0, lines
+    assert "submitted 2 tasks" in "\n".join(lines)
+    assert len(stored_points(out)) == 2 and json.loads((out / "summary.json").read_text())["complete"]
+
+
+def test_memorization_time_interpolates_in_log_images():
+    assert crossing([100, 400], [0.0, 1.0], 0.5)["time"] == pytest.approx(200.0)
+    assert crossing([100, 400], [0.6, 1.0], 0.5) == {"time": None, "censored": "left", "bound": 100.0}
+    assert crossing([100, 400], [0.1, 0.2], 0.5) == {"time": None, "censored": "right", "bound": 400.0}
+    assert projection([100, 200], [0.1, 0.2], 0.5) == pytest.approx(500.0)
+    assert projection([100, 200], [0.2, 0.1], 0.5) is None
+    b, a = fit_power([16, 64, 256], [10 * 16**1.5, 10 * 64**1.5, 10 * 256**1.5])
+    assert b == pytest.approx(1.5) and a == pytest.approx(2.302585, rel=1e-5)
+
+
+def test_console_command_runs_and_exits_zero(cifar, tmp_path, monkeypatch, capsys):
+    from mogsim.cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    pytest.importorskip("reportlab")
+    argv = ["cifar-optimal-gap", "--data", str(cifar), "--ns", "4", "--images", "8", "--eval-at", "8", "--report"]
+    for key, value in TINY.items():
+        flag = "--" + key.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out = capsys.readouterr().out
+    assert info.value.code == 0, out
+    assert "results: runs/cifar-optimal-gap/summary.json" in out and "deviations from the paper" in out
+    assert "report: runs/cifar-optimal-gap/report.pdf" in out
+    assert (tmp_path / "runs" / "cifar-optimal-gap" / "report.pdf").stat().st_size > 0
