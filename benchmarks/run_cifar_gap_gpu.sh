@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The GPU run of `mogsim cifar-optimal-gap` (issue 12, deliverable 6) in ONE call of at most ~7 minutes.
 #
-#   benchmarks/run_cifar_gap_gpu.sh [--quick] DATA RESULTS [SECONDS]
+#   benchmarks/run_cifar_gap_gpu.sh [--quick] [--memorize] DATA RESULTS [SECONDS]
+#
+# --memorize runs stage A alone, longer (unet-64 at N = 64 to 1.2 Mimg) in the engine's CUDA default arithmetic
+# (bf16, the step captured in a CUDA graph) with --compile (one warm-up of ~85 s for the whole cell): the run that
+# looks for the memorization regime at N = 64 within one call.
 #
 # DATA: CIFAR-10's train split as an EDM-style zip folder, prepared here by
 #   mkdir -p .gpu-data/cifar10-train && cp ../shared/data/cifar10-jpeg/train.zip .gpu-data/cifar10-train/
@@ -22,8 +26,9 @@
 # Every deviation from the paper is stored in summary.json. --quick runs the same stages on the CPU with a tiny
 # UNet on 8x8 images and tiny budgets (a smoke test of this script, not a result).
 set -uo pipefail
-QUICK=0
+QUICK=0; MEMORIZE=0
 if [[ "${1:-}" == "--quick" ]]; then QUICK=1; shift; fi
+if [[ "${1:-}" == "--memorize" ]]; then MEMORIZE=1; shift; fi
 DATA=${1:?DATA folder}; RESULTS=${2:?RESULTS folder}; BUDGET=${3:-380}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
@@ -48,7 +53,7 @@ if (( QUICK )); then
   MERGE=(--ns 64,128,256 --images 256 --eval-at 128,256)
   CAPS=(150 100 100 100)
 else
-  COMMON=(--device cuda --profile paper --precond edm --batch 128 --lr 1e-3 --lr-warmup-images 0 --no-bf16 --tf32
+  COMMON=(--device cuda --profile paper --precond edm --batch 128 --lr 1e-3 --lr-warmup-images 0 --precision tf32
           --no-compile --sample-seeds 100000-100255 --distance-queries 128 --loss-batch 1024 --held-out 1000
           --checkpoint-every 0)
   NET=(--archs unet-64); WIDE=(--archs unet-128)
@@ -58,6 +63,15 @@ else
   D=(--ns 16,32 --images 32768 --eval-at 4096,8192,16384,32768)
   MERGE=(--ns 64,128,256,512,1024,2048,4096 --images 16384 --eval-at 8192,16384)
   CAPS=(130 70 45 40)
+fi
+if (( MEMORIZE )); then
+  if (( QUICK )); then
+    A=(--ns 64 --images 2048 --eval-at 512,1024,2048)
+  else
+    COMMON=("${COMMON[@]}" --precision bf16 --compile)  # the later flags win
+    A=(--ns 64 --images 1200000 --eval-at 150000,300000,500000,700000,900000,1200000)
+  fi
+  MERGE=("${A[@]}"); CAPS=(100000 0 0 0)
 fi
 BASE=(--data "$DATA" --out "$EXP" --cache-dir "$WORK/cache" --quiet "${COMMON[@]}")
 

@@ -40,8 +40,8 @@ CLASSES = (GapConfig, GapRunOptions, NetOptions, TrainConfig, RuntimeOptions)
 #: Engine parameters this command sets itself (per cell) or does not take.
 SKIP = ("arch", "width", "seed")
 FLAGS = {name: flag for name, flag in flags(*CLASSES).items() if name not in SKIP}
-#: Options set to on for CUDA when not given (as ``mogsim train`` does).
-CUDA_DEFAULTS = ("bf16", "compile")
+#: Option values for CUDA when not given (as ``mogsim train`` does; compiling follows the engine's rule).
+CUDA_DEFAULTS = {"precision": "bf16"}
 
 
 def _layer(file: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def resolve_options(options: Mapping[str, Any]) -> dict[str, Any]:
     given = {**layer, **{k: v for k, v in options.items() if v is not None}}
     merged = {**profile_values(profile, given), **layer}
     if device.type == "cuda":
-        merged = {**{name: True for name in CUDA_DEFAULTS}, **merged}
+        merged = {**CUDA_DEFAULTS, **merged}
     config = resolve(GapConfig, options, merged, source=source)
     config.check()
     train = resolve(TrainConfig, options, merged, source=source, net={})

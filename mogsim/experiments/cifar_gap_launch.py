@@ -29,11 +29,11 @@ def shard_task(options: dict[str, Any], index: int, count: int) -> int:
 
 def check_submitit(run: GapRunOptions) -> None:
     """Refuse, before any work, a submitit launch that cannot run: submitit missing, or ``--shard`` given."""
-    if importlib.util.find_spec("submitit") is None:
-        raise InputError("launcher=submitit needs submitit; pip install 'mogsim[slurm]'", parameter="launcher")
     if run.shard is not None:
         raise InputError("shard: the submitit launcher makes the shards itself; leave --shard out",
                          parameter=("shard", "launcher"))
+    if importlib.util.find_spec("submitit") is None:
+        raise InputError("launcher=submitit needs submitit; pip install 'mogsim[slurm]'", parameter="launcher")
 
 
 def launch_shards(options: dict[str, Any], run: GapRunOptions, num_cells: int, out: Path,
