@@ -30,7 +30,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "train": ("mogsim train --data ../shared/data/cifar10-jpeg/train.zip --n 64 --arch unet-tiny --steps 200 "
               "--out runs/u-tiny",),
     "theory": ("mogsim theory --only molrg --latex /tmp/theory.tex",),
-    "report": ("mogsim report reports/score-match-30k --out report.pdf",),
+    "report": ("mogsim report reports/score-match-30k-v2 --out report.pdf",),
     "subspace-recovery": ("mogsim subspace-recovery --components 2 --ranks 2,4,6 --trials 20",),
     "jacobian-rank": ("mogsim jacobian-rank --rank 4 --components 2 --seeds 0-15",
                       "mogsim jacobian-rank --run runs/score-match/r4_N512_K2_d48_mlp256_s3000_seed0-a0a55f8d2673"),

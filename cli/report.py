@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from .options import flag_errors
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``report`` command to ``app``."""
@@ -25,7 +27,8 @@ def register(app: typer.Typer) -> None:
         provenance of every run. Every number printed is read from the run folders' files."""
         from mogsim.report import write_report
 
-        result = write_report(run_dirs, out, html=html)
+        with flag_errors({"out_pdf": "--out", "html": "--html", "run_dirs": "RUN_DIR"}):
+            result = write_report(run_dirs, out, html=html)
         kinds = ", ".join(s.kind for s in result.sections)
         typer.echo(f"report written to {result.path} ({result.pages} pages; sections: {kinds})")
         if result.html is not None:

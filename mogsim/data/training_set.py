@@ -73,7 +73,7 @@ def load_training_set(path: str | os.PathLike, *, n: int | None = None, subset_s
     use_balance = labels is not None if balanced is None else bool(balanced)
     if use_balance and labels is None:
         raise InputError(f"{option} {p}: an array file has no class labels, so its subset cannot be class-balanced; "
-                         "turn balancing off (--no-balanced)")
+                         "turn balancing off: balanced=False (--no-balanced on the command line)", parameter="balanced")
     indices = None
     if n is not None or balanced:
         indices = subset_indices(num_items, num_items if n is None else n, subset_seed, labels=labels,

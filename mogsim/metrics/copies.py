@@ -19,6 +19,7 @@ import torch
 
 from ..devices import exact_float32_matmul
 from ..errors import InputError
+from ..parsing import whole_number
 
 #: The ratio threshold of Carlini et al. / Gu et al.
 COPY_RATIO = 1.0 / 3.0
@@ -100,8 +101,7 @@ def fraction_ci(flags: torch.Tensor | np.ndarray, *, level: float = CI_LEVEL, re
         raise InputError("flags is empty; pass one flag per sample")
     if not 0 < level < 1:
         raise InputError(f"level={level!r}; pass a confidence level in (0, 1), e.g. 0.95")
-    if int(resamples) != resamples or resamples < 1:
-        raise InputError(f"resamples={resamples!r}; pass a positive integer")
+    resamples = whole_number(resamples, "resamples", lo=1)
     rng = np.random.Generator(np.random.PCG64(int(seed)))
     fractions = rng.binomial(arr.size, arr.mean(), size=int(resamples)) / arr.size
     low, high = np.quantile(fractions, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")

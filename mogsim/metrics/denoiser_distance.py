@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..parsing import whole_number
 from ..training.losses import Loss, loss_record, make_loss, per_sample_loss
 
 Denoise = Callable[[torch.Tensor, Any], torch.Tensor]
@@ -106,8 +107,7 @@ def denoiser_distances(net: Denoise, references: Mapping[str, Denoise], query_se
     sigma (see the module docs)."""
     if not references or not query_sets:
         raise InputError("pass at least one reference and one query set")
-    if int(queries) != queries or queries < 1 or int(chunk) != chunk or chunk < 1:
-        raise InputError(f"queries={queries!r}, chunk={chunk!r}; pass positive integers")
+    queries, chunk = whole_number(queries, "queries", lo=1), whole_number(chunk, "chunk", lo=1)
     levels = [float(s) for s in sigmas]
     if not levels or min(levels) <= 0:
         raise InputError("sigmas must be positive noise levels (the EDM grid without its final 0)")
@@ -176,8 +176,7 @@ def loss_ratio(net: Denoise, floor: Denoise, data: torch.Tensor, loss: str | Los
     loss_fn = make_loss(loss) if isinstance(loss, str) else loss
     if not isinstance(data, torch.Tensor) or not data.is_floating_point() or data.ndim < 2 or data.shape[0] == 0:
         raise InputError("data must be a float tensor (N, ...) of clean training samples in [-1, 1], N >= 1")
-    if int(batch) != batch or batch < 1 or int(chunk) != chunk or chunk < 1:
-        raise InputError(f"batch={batch!r}, chunk={chunk!r}; pass positive integers")
+    batch, chunk = whole_number(batch, "batch", lo=1), whole_number(chunk, "chunk", lo=1)
     y, sigma, noise = evaluation_batch(data, loss_fn, int(batch), seed)
     net_parts, floor_parts = [], []
     for j0 in range(0, int(batch), int(chunk)):

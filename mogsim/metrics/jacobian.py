@@ -39,6 +39,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..conventions import Sigma, check_positive_sigma
 from ..errors import InputError
+from ..parsing import whole_number
 from ..sampling import edm_sigmas, sample
 
 Denoise = Callable[[torch.Tensor, Any], torch.Tensor]
@@ -68,8 +69,7 @@ def denoiser_jacobian(denoiser: Denoise, x: torch.Tensor, sigma: Sigma, *, max_b
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2 or x.shape[0] == 0:
         raise InputError("x must be a floating-point tensor of shape (B, *sample_shape) with B >= 1")
-    if isinstance(max_batch, bool) or int(max_batch) != max_batch or int(max_batch) < 1:
-        raise InputError(f"max_batch={max_batch}; pass a positive integer (JVPs per call)")
+    max_batch = whole_number(max_batch, "max_batch", lo=1, fix="JVPs per call")
     sig = _per_sample_sigma(sigma, x)
     batch, shape = x.shape[0], tuple(x.shape[1:])
     n = math.prod(shape)
@@ -130,8 +130,7 @@ def jacobian_rank(denoiser: Denoise, x: torch.Tensor, sigma: Sigma, energy: floa
     energy = _check_energy(energy)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2 or x.shape[0] == 0:
         raise InputError("x must be a floating-point tensor of shape (B, *sample_shape) with B >= 1")
-    if isinstance(max_batch, bool) or int(max_batch) != max_batch or int(max_batch) < 1:
-        raise InputError(f"max_batch={max_batch}; pass a positive integer (JVPs per call)")
+    max_batch = whole_number(max_batch, "max_batch", lo=1, fix="JVPs per call")
     sig = _per_sample_sigma(sigma, x)
     group = max(1, int(max_batch) // math.prod(x.shape[1:]))
     return torch.cat([numerical_rank(singular_values(denoiser_jacobian(denoiser, x[i:i + group], sig[i:i + group],

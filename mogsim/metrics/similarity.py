@@ -50,6 +50,7 @@ import torch.nn.functional as F
 
 from ..devices import exact_float32_matmul, resolve_device
 from ..errors import InputError
+from ..parsing import whole_number
 
 #: Pixel-correlation threshold (see the module docs for how it was chosen).
 PIXEL_THRESHOLD = 0.9
@@ -202,18 +203,16 @@ class LearnedEmbedding(EmbeddingSimilarity):
                  batch_size: int = 64) -> None:
         self.path = Path(path)
         self.threshold = _check_threshold(threshold, low=-1.0, high=1.0)
-        if resize is not None and (int(resize) != resize or resize < 1):
-            raise InputError(f"resize={resize!r}; pass a positive integer (SSCD: 320) or None to keep the size")
+        if resize is not None:
+            resize = whole_number(resize, "resize", lo=1, fix="SSCD: 320; None keeps the size")
         if interpolation not in ("bilinear", "bicubic", "nearest", "area"):
             raise InputError(f"interpolation={interpolation!r}; choose bilinear, bicubic, nearest or area")
         if len(mean) != len(std) or any(s <= 0 for s in std):
             raise InputError("mean and std need one value per channel, std > 0 (ImageNet: 3 values each)")
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise InputError(f"batch_size={batch_size!r}; pass a positive integer")
-        self.resize = None if resize is None else int(resize)
+        self.batch_size = whole_number(batch_size, "batch_size", lo=1)
+        self.resize = resize
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self.interpolation = interpolation
-        self.batch_size = int(batch_size)
         self.device = resolve_device(device)
         self.kind = _model_kind(self.path, kind)
         self.name = self.kind

@@ -44,6 +44,7 @@ from torch import nn
 
 from ..conventions import Sigma, check_positive_sigma
 from ..errors import InputError
+from ..parsing import whole_number
 
 GATES = ("soft", "hard")
 
@@ -88,10 +89,8 @@ class LowRankDenoiser(nn.Module):
                  mutually_orthogonal: bool = False, seed: int | Sequence[int] = 0,
                  dtype: torch.dtype | str = torch.float32) -> None:
         super().__init__()
-        for name, value in (("dim", dim), ("components", components), ("rank", rank), ("members", members)):
-            if isinstance(value, bool) or int(value) != value or int(value) < 1:
-                raise InputError(f"LowRankDenoiser: {name}={value}; pass an integer >= 1")
-        n, k, d, m = int(dim), int(components), int(rank), int(members)
+        n, k, d, m = (whole_number(value, name, lo=1) for name, value in
+                      (("dim", dim), ("components", components), ("rank", rank), ("members", members)))
         if d > n:
             raise InputError(f"LowRankDenoiser: rank d={d} exceeds dim n={n}; a subspace needs d <= n")
         if mutually_orthogonal and k * d > n:
@@ -103,12 +102,14 @@ class LowRankDenoiser(nn.Module):
             dtype = {"float32": torch.float32, "float64": torch.float64}.get(dtype, dtype)  # type: ignore[arg-type]
         if dtype not in (torch.float32, torch.float64):
             raise InputError(f"LowRankDenoiser: dtype={dtype}; use torch.float32 or torch.float64")
-        seeds = [seed] if isinstance(seed, int) else list(seed)
-        if len(seeds) not in (1, m) or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in seeds):
-            raise InputError(f"LowRankDenoiser: seed={seed}; pass one non-negative integer or one per member ({m})")
+        one_seed = not isinstance(seed, Sequence)
+        seeds = [whole_number(v, "seed", fix=f"one seed, or one per member ({m})")
+                 for v in ([seed] if one_seed else seed)]
+        if len(seeds) not in (1, m):
+            raise InputError(f"seed={list(seed)}: pass one seed or one per member ({m})", parameter="seed")
         self.dim, self.components, self.rank, self.members = n, k, d, m
         self.gate, self.mutually_orthogonal = gate, bool(mutually_orthogonal)
-        self.seed: int | list[int] = seeds[0] if isinstance(seed, int) else seeds
+        self.seed: int | list[int] = seeds[0] if one_seed else seeds
         self.sample_shape = (n,)
         shape = (n, k * d) if self.mutually_orthogonal else (k, n, d)
         if len(seeds) == 1:
@@ -240,9 +241,7 @@ class LowRankDenoiser(nn.Module):
     def member(self, index: int) -> "LowRankDenoiser":
         """Member ``index`` as a one-member module (a :class:`~mogsim.denoiser.Denoiser` on (B, n)) whose parameter
         is a view of this one's (no copy, no gradients)."""
-        if isinstance(index, bool) or int(index) != index or not 0 <= int(index) < self.members:
-            raise InputError(f"member {index} out of range 0..{self.members - 1}", parameter="member")
-        i = int(index)
+        i = whole_number(index, "member", lo=0, hi=self.members - 1)
         config = {**self.config(), "members": 1, "seed": self.seed if isinstance(self.seed, int) else self.seed[i]}
         one = LowRankDenoiser(**config)
         one.raw = nn.Parameter(self.raw.detach()[i:i + 1], requires_grad=False)

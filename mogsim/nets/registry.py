@@ -40,6 +40,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..params import check_params, param
+from ..parsing import whole_number
 from .lowrank import LowRankDenoiser
 from .members import MemberList
 from .mlp import MLP
@@ -149,9 +150,7 @@ def build_from_config(config: dict[str, Any]) -> nn.Module:
     builders = {"unet": UNet, "unet-vector": VectorUNet}
     if family not in builders:
         raise InputError(f"unknown network family {family!r}")
-    members = kwargs.pop("members", 1)
-    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
-        raise InputError(f"members={members!r}: pass a whole number >= 1", parameter="members")
+    members = whole_number(kwargs.pop("members", 1), "members", lo=1)
     if members == 1:
         return builders[family](**kwargs)
     return MemberList([builders[family](**kwargs) for _ in range(members)])

@@ -26,16 +26,18 @@ class ReportResult:
     html: Path | None = None
 
 
-def check_target(path: str | os.PathLike, option: str = "--out") -> Path:
-    """An output file path whose folder exists and is writable; an :class:`InputError` otherwise."""
+def check_target(path: str | os.PathLike, name: str = "out_pdf") -> Path:
+    """An output file path whose folder exists and is writable; an :class:`InputError` naming ``name`` otherwise."""
     target = Path(path)
     if target.is_dir():
-        raise InputError(f"{option} {target}: is a folder; give a file name, e.g. {target / 'report.pdf'}")
+        raise InputError(f"{name}={str(target)!r}: is a folder; give a file name, e.g. {target / 'report.pdf'}",
+                         parameter=name)
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
-        raise InputError(f"{option} {target}: the folder {parent} does not exist; create it or choose another path")
+        raise InputError(f"{name}={str(target)!r}: the folder {parent} does not exist; create it or choose another "
+                         "path", parameter=name)
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{option} {target}: cannot write in {parent}; choose a writable folder")
+        raise InputError(f"{name}={str(target)!r}: cannot write in {parent}; choose a writable folder", parameter=name)
     return target
 
 
@@ -48,9 +50,9 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_pdf: str | os.PathLi
     written; the PDF appears complete or not at all.
     """
     if not run_dirs:
-        raise InputError("give at least one run folder")
+        raise InputError("run_dirs: give at least one run folder", parameter="run_dirs")
     target = check_target(out_pdf)
-    html_target = check_target(html, "--html") if html is not None else None
+    html_target = check_target(html, "html") if html is not None else None
     from .layout import plan
     from .typeset import Typesetter
 
