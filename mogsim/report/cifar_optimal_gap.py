@@ -51,9 +51,10 @@ def build_gap(f: RunFiles) -> Section:
                       f"{f.num(S, 'records', i, 'images_seen', style='int')} images)" for i in idx])
 
     n_small, n_large = (f.num(S, "records", idx[0], "n", style="int") for idx in (small, large))
-    answer = (f"For training seed {f.num(S, 'records', small[0], 'seed', style='id')}: at N = {n_small} the fraction of sampler seeds on which the net's sample is the optimum's is "
-              f"{cells_text(small, 'rp_optimum')}, with copy fractions {cells_text(small, 'copy_fraction')}; at "
-              f"N = {n_large} it is {cells_text(large, 'rp_optimum')}. ")
+    answer = (f"For training seed {f.num(S, 'records', small[0], 'seed', style='id')}: at N = {n_small} the fraction "
+              f"of sampler seeds on which the net's sample is the optimum's is {cells_text(small, 'rp_optimum')}, "
+              f"with copy fractions {cells_text(small, 'copy_fraction')}")
+    answer += f"; at N = {n_large} it is {cells_text(large, 'rp_optimum')}. " if len(ns) > 1 else ". "
     fits = f.get(S, "memorization", "fits", default=[]) or []
     fitted = [i for i, fit in enumerate(fits) if fit.get("exponent") is not None]
     if fitted:
