@@ -149,3 +149,26 @@ def test_console_command_runs_and_exits_zero(cifar, tmp_path, monkeypatch, capsy
     assert (tmp_path / "runs" / "cifar-optimal-gap" / "report.pdf").stat().st_size > 0
     section = build_gap(RunFiles(tmp_path / "runs" / "cifar-optimal-gap"))  # one N: the answer names it once
     assert section.answer.count("at N = ") == 1 and "with copy fractions" in section.answer
+
+
+@pytest.mark.parametrize("name", ["cifar-optimal-gap", "cifar-optimal-gap-memorize"])
+def test_report_of_the_committed_gpu_runs(name, tmp_path):
+    """The committed H200 runs report from their combined files: stored numbers only (test_report's checks), N named
+    once where the run has one N, and the notes stored after the run (claims judged again, provenance) printed."""
+    pytest.importorskip("reportlab")
+    from test_report import check_report, flat
+
+    from mogsim.report import write_report
+
+    source = Path(__file__).resolve().parents[1] / "reports" / name
+    folder = tmp_path / name
+    folder.mkdir()
+    for file in ("summary.json", "sample_grids.png"):
+        (folder / file).write_bytes((source / file).read_bytes())
+    result = write_report([folder], tmp_path / "r.pdf")
+    text = flat(check_report(result))
+    summary = json.loads((source / "summary.json").read_text())
+    assert "Claims judged again after the run" in text and "Provenance." in text
+    ns = {r["n"] for r in summary["records"]}
+    assert result.sections[0].answer.count("at N = ") == len({min(ns), max(ns)})
+    assert all(c["measured"].count(f"at N = {min(ns)}:") <= 1 for c in summary["paper_claims"])

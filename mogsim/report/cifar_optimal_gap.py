@@ -97,10 +97,16 @@ def build_gap(f: RunFiles) -> Section:
                               f"{what}; in each pair the net's samples above the empirical optimum's. Where the two "
                               "rows show the same pictures the net reproduces the optimum.",
                               lambda: _draw_image(f)))
-    tables = [_final_table(f, last), _fit_table(f), _cross_table(f), _records_table(f), _memorization_table(f)]
+    tables = [t for t in (_final_table(f, last), _fit_table(f), _cross_table(f), _records_table(f),
+                          _memorization_table(f)) if t.rows]
     methods = _methods(f)
     notes = [f"<b>Deviation from the paper.</b> {f.text(S, 'deviations', i)}" for i in
              range(len(f.get(S, "deviations", default=[]) or []))]
+    if f.get(S, "claims_recomputed", default=None):
+        notes.append(f"<b>Claims judged again after the run</b> (commit {f.text(S, 'claims_recomputed', 'commit')}): "
+                     f"{f.text(S, 'claims_recomputed', 'why')}.")
+    if f.get(S, "provenance_note", default=None):
+        notes.append(f"<b>Provenance.</b> {f.text(S, 'provenance_note')}.")
     if not f.get(S, "complete", default=True):
         notes.insert(0, f"<b>Incomplete:</b> {f.num(S, 'points_done', style='int')} of "
                         f"{f.num(S, 'points_total', style='int')} evaluation points are stored; the tables show those.")
