@@ -10,7 +10,7 @@ import pytest
 
 from cifar_like import write_edm_zip
 from mogsim.experiments.cifar_gap_cells import CELLS_DIR, plan_cells, shard_cells
-from mogsim.experiments.cifar_gap_combine import crossing, fit_power, projection
+from mogsim.experiments.cifar_gap_combine import claims, crossing, fit_power, projection
 from mogsim.experiments.cifar_gap_command import resolve_options, run_command
 from mogsim.experiments.cifar_gap_data import load_gap_data
 
@@ -111,8 +111,28 @@ def test_memorization_time_interpolates_in_log_images():
     assert b == pytest.approx(1.5) and a == pytest.approx(2.302585, rel=1e-5)
 
 
+def last_record(n: int, rp: float, copies: float, gl: float, ratio: float) -> dict[str, object]:
+    return {"n": n, "net": "unet-64", "width": 64, "seed": 0, "images_seen": 1000, "is_last": True,
+            "rp_optimum": rp, "copy_fraction": copies, "gl": gl, "loss_ratio": ratio}
+
+
+def test_claims_name_each_n_once():
+    """One N: each claim's measurement names it once (it printed 'at N = 64: ...; at N = 64: ...'); two N: both."""
+    fits = {"fits": []}
+    one = claims([last_record(64, 0.3, 0.89, 0.04, 7.57)], [], fits)
+    measured = {c["measured"] for c in one}
+    assert "RP to the optimum at N = 64: unet-64 0.30" in measured
+    assert "loss over its floor at N = 64: unet-64 7.57" in measured and "GL at N = 64: unet-64 0.04" in measured
+    assert all(c["agrees"] == "not tested" for c in one)
+    two = claims([last_record(64, 0.9, 0.95, 0.02, 1.05), last_record(4096, 0.0, 0.0, 1.0, 40.0)], [], fits)
+    assert two[0]["measured"] == "RP to the optimum at N = 64: unet-64 0.90; at N = 4096: unet-64 0.00"
+    assert two[0]["agrees"] == "yes" and two[-2]["measured"] == "GL at N = 64: unet-64 0.02; at N = 4096: unet-64 1.00"
+
+
 def test_console_command_runs_and_exits_zero(cifar, tmp_path, monkeypatch, capsys):
     from mogsim.cli.app import main
+    from mogsim.report.cifar_optimal_gap import build_gap
+    from mogsim.report.files import RunFiles
 
     monkeypatch.chdir(tmp_path)
     pytest.importorskip("reportlab")
@@ -127,3 +147,28 @@ def test_console_command_runs_and_exits_zero(cifar, tmp_path, monkeypatch, capsy
     assert "results: runs/cifar-optimal-gap/summary.json" in out and "deviations from the paper" in out
     assert "report: runs/cifar-optimal-gap/report.pdf" in out
     assert (tmp_path / "runs" / "cifar-optimal-gap" / "report.pdf").stat().st_size > 0
+    section = build_gap(RunFiles(tmp_path / "runs" / "cifar-optimal-gap"))  # one N: the answer names it once
+    assert section.answer.count("at N = ") == 1 and "with copy fractions" in section.answer
+
+
+@pytest.mark.parametrize("name", ["cifar-optimal-gap", "cifar-optimal-gap-memorize"])
+def test_report_of_the_committed_gpu_runs(name, tmp_path):
+    """The committed H200 runs report from their combined files: stored numbers only (test_report's checks), N named
+    once where the run has one N, and the notes stored after the run (claims judged again, provenance) printed."""
+    pytest.importorskip("reportlab")
+    from test_report import check_report, flat
+
+    from mogsim.report import write_report
+
+    source = Path(__file__).resolve().parents[1] / "reports" / name
+    folder = tmp_path / name
+    folder.mkdir()
+    for file in ("summary.json", "sample_grids.png"):
+        (folder / file).write_bytes((source / file).read_bytes())
+    result = write_report([folder], tmp_path / "r.pdf")
+    text = flat(check_report(result))
+    summary = json.loads((source / "summary.json").read_text())
+    assert "Claims judged again after the run" in text and "Provenance." in text
+    ns = {r["n"] for r in summary["records"]}
+    assert result.sections[0].answer.count("at N = ") == len({min(ns), max(ns)})
+    assert all(c["measured"].count(f"at N = {min(ns)}:") <= 1 for c in summary["paper_claims"])

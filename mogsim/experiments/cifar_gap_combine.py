@@ -279,6 +279,10 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
     def by_net(key: str, n: int) -> str:
         return "; ".join(f"{net} {', '.join(_fmt(v) for v in at(n, net, key))}" for _, net in nets if at(n, net, key))
 
+    def at_ends(key: str) -> str:
+        """``key`` at the smallest and the largest N (once when they are the same N)."""
+        return "; ".join(f"at N = {n}: {by_net(key, n)}" for n in dict.fromkeys((small, large)))
+
     tested = len(ns) > 1
     memorizing = any(r["copy_fraction"] >= HIGH for r in last)
     untested = "one N only" if not tested else None if memorizing else (
@@ -287,8 +291,7 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
     conds += [v <= LOW for _, net in nets for v in at(large, net, "rp_optimum")]
     out.append({"paper": f"The fraction of seeds on which the net's sample and the empirical optimum's sample are the "
                          f"same image is high at small N and falls to about 0 as N grows ({ZHANG}, Fig. 4 left).",
-                "measured": f"RP to the optimum at N = {small}: {by_net('rp_optimum', small)}; at N = {large}: "
-                            f"{by_net('rp_optimum', large)}",
+                "measured": f"RP to the optimum {at_ends('rp_optimum')}",
                 "agrees": _verdict(sum(conds), len(conds)) if untested is None else "not tested",
                 "basis": untested or RULES["rp_falls"]})
     if len(nets) > 1:
@@ -322,8 +325,7 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
         verdict = "partly" if max(ratio_small) < min(ratio_large) else "no"
     out.append({"paper": f"The empirical optimum's loss is the floor of the training loss, which a memorizing net "
                          f"approaches ({ZHANG}, Fig. 4 right).",
-                "measured": f"loss over its floor at N = {small}: {by_net('loss_ratio', small)}; at N = {large}: "
-                            f"{by_net('loss_ratio', large)}",
+                "measured": f"loss over its floor {at_ends('loss_ratio')}",
                 "agrees": verdict, "basis": untested or RULES["loss_floor"]})
     latest: dict[tuple[Any, ...], dict[str, Any]] = {}  # each pair of widths at its last common point
     for c in cross:
@@ -351,7 +353,7 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
     conds = [v <= LOW_GL for _, net in nets for v in at(small, net, "gl")]
     conds += [v >= HIGH_GL for _, net in nets for v in at(large, net, "gl")]
     out.append({"paper": f"GL rises from about 0 to about 1 as N grows ({ZHANG}, Fig. 2).",
-                "measured": f"GL at N = {small}: {by_net('gl', small)}; at N = {large}: {by_net('gl', large)}",
+                "measured": f"GL {at_ends('gl')}",
                 "agrees": _verdict(sum(conds), len(conds)) if untested is None else "not tested",
                 "basis": untested or RULES["gl_rises"]})
     if len(nets) > 1 and tested:

@@ -51,9 +51,10 @@ def build_gap(f: RunFiles) -> Section:
                       f"{f.num(S, 'records', i, 'images_seen', style='int')} images)" for i in idx])
 
     n_small, n_large = (f.num(S, "records", idx[0], "n", style="int") for idx in (small, large))
-    answer = (f"For training seed {f.num(S, 'records', small[0], 'seed', style='id')}: at N = {n_small} the fraction of sampler seeds on which the net's sample is the optimum's is "
-              f"{cells_text(small, 'rp_optimum')}, with copy fractions {cells_text(small, 'copy_fraction')}; at "
-              f"N = {n_large} it is {cells_text(large, 'rp_optimum')}. ")
+    answer = (f"For training seed {f.num(S, 'records', small[0], 'seed', style='id')}: at N = {n_small} the fraction "
+              f"of sampler seeds on which the net's sample is the optimum's is {cells_text(small, 'rp_optimum')}, "
+              f"with copy fractions {cells_text(small, 'copy_fraction')}")
+    answer += f"; at N = {n_large} it is {cells_text(large, 'rp_optimum')}. " if len(ns) > 1 else ". "
     fits = f.get(S, "memorization", "fits", default=[]) or []
     fitted = [i for i, fit in enumerate(fits) if fit.get("exponent") is not None]
     if fitted:
@@ -96,10 +97,16 @@ def build_gap(f: RunFiles) -> Section:
                               f"{what}; in each pair the net's samples above the empirical optimum's. Where the two "
                               "rows show the same pictures the net reproduces the optimum.",
                               lambda: _draw_image(f)))
-    tables = [_final_table(f, last), _fit_table(f), _cross_table(f), _records_table(f), _memorization_table(f)]
+    tables = [t for t in (_final_table(f, last), _fit_table(f), _cross_table(f), _records_table(f),
+                          _memorization_table(f)) if t.rows]
     methods = _methods(f)
     notes = [f"<b>Deviation from the paper.</b> {f.text(S, 'deviations', i)}" for i in
              range(len(f.get(S, "deviations", default=[]) or []))]
+    if f.get(S, "claims_recomputed", default=None):
+        notes.append(f"<b>Claims judged again after the run</b> (commit {f.text(S, 'claims_recomputed', 'commit')}): "
+                     f"{f.text(S, 'claims_recomputed', 'why')}.")
+    if f.get(S, "provenance_note", default=None):
+        notes.append(f"<b>Provenance.</b> {f.text(S, 'provenance_note')}.")
     if not f.get(S, "complete", default=True):
         notes.insert(0, f"<b>Incomplete:</b> {f.num(S, 'points_done', style='int')} of "
                         f"{f.num(S, 'points_total', style='int')} evaluation points are stored; the tables show those.")

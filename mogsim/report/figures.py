@@ -604,6 +604,16 @@ def _log2_n_axis(ax: Any, ns: Sequence[int]) -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
+def _decades(values: Sequence[float]) -> tuple[float, float] | None:
+    """Log-axis limits on whole decades around the positive ``values`` (None: none): an automatic range narrower
+    than a decade shows no tick label at all."""
+    positive = [v for v in values if v > 0]
+    if not positive:
+        return None
+    lo = np.floor(np.log10(min(positive)))
+    return 10.0 ** lo, 10.0 ** max(np.ceil(np.log10(max(positive))), lo + 1)
+
+
 def _mean_over_seeds(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sorted N, mean of ``key`` over seeds, and (min, max) over seeds."""
     by_n: dict[int, list[float]] = defaultdict(list)
@@ -640,6 +650,8 @@ def gap_vs_n_figure(records: Sequence[Mapping[str, Any]], cross: Sequence[Mappin
             ax_gl.plot(ns, gl, "-o", color=color, label=net)
         ax_loss.axhline(1.0, color="0.4", ls=":", lw=0.8)
         ax_loss.set_yscale("log")
+        floor_decade, top = _decades([1.0] + [_f(r, "loss_ratio") for r in last])
+        ax_loss.set_ylim(floor_decade / 1.5, top)  # the dotted floor inside the frame
         pairs: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
         latest: dict[tuple[Any, ...], Mapping[str, Any]] = {}
         for c in cross:
@@ -654,6 +666,9 @@ def gap_vs_n_figure(records: Sequence[Mapping[str, Any]], cross: Sequence[Mappin
                       label=f"{'widths' if kind == 'widths' else 'seeds'}: {label}")
         if pairs:
             ax_x.legend(fontsize=5.5)
+        else:
+            ax_x.text(0.5, 0.5, "no two widths or training seeds\nat equal N in these cells", ha="center",
+                      va="center", transform=ax_x.transAxes, color="0.4")
         for ax, title, ylabel in ((ax_rp, "(a) RP to the empirical optimum", "fraction of seeds"),
                                   (ax_loss, "(b) training loss over its floor", "loss / optimum's loss"),
                                   (ax_x, "(c) RP between widths (solid) and seeds (dashed)", "fraction of seeds"),
@@ -663,6 +678,7 @@ def gap_vs_n_figure(records: Sequence[Mapping[str, Any]], cross: Sequence[Mappin
             ax.set_ylabel(ylabel)
             if ax is not ax_loss:
                 ax.set_ylim(-0.03, 1.03)
+        ax_x.set_xlim(ax_rp.get_xlim())  # the same N range in every panel, also where (c) has no pair
         ax_rp.legend()
     return fig
 
@@ -727,6 +743,9 @@ def memorization_time_figure(memorization: Mapping[str, Any]) -> Figure:
         axes = np.atleast_1d(fig.subplots(1, max(1, len(levels))))
         ns_all = sorted({int(c["n"]) for c in cells}) or [1]
         nets = sorted({(c["width"], c["net"]) for c in cells})
+        fitted = [np.exp(f["log_prefactor"]) * float(n) ** f["exponent"] for f in fits.values()
+                  if f.get("exponent") is not None for n in (min(ns_all), max(ns_all))]
+        limits = _decades([c[k] for c in cells for k in ("time", "bound", "projected") if c.get(k)] + fitted)
         for ax, lvl in zip(axes, levels):
             for i, (_, net) in enumerate(nets):
                 own = [c for c in cells if c["net"] == net and c["level"] == lvl]
@@ -744,6 +763,8 @@ def memorization_time_figure(memorization: Mapping[str, Any]) -> Figure:
                     ax.plot(xs, np.exp(fit["log_prefactor"]) * xs ** fit["exponent"], "-", color=f"C{i}", lw=0.8,
                             label=f"{net}: {text}")
             ax.set_yscale("log")
+            if limits is not None:
+                ax.set_ylim(*limits)  # the same in every panel
             _log2_n_axis(ax, ns_all)
             ax.set_ylabel("images seen")
             ax.set_title(f"copy fraction reaches {lvl:g} (^: not yet, at the last point)")
