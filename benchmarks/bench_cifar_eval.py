@@ -1,4 +1,4 @@
-"""Cost of evaluating one cifar-optimal-gap cell (:func:`mogsim.experiments.cifar_gap_eval.evaluate_cell`).
+"""Cost of evaluating one cifar-optimal-gap cell (:func:`mogsim.experiments.cifar_gap.eval.evaluate_cell`).
 
 One cell: 1,000 seeds x 35 denoiser calls (Heun, 18 levels) for the net and for the empirical optimum of N = 32,768
 CIFAR-10 images (float64), nearest neighbours and pixel similarities of the samples against the subset, per-sigma
@@ -37,7 +37,7 @@ if str(REPO) not in sys.path:  # runnable from a checkout without installing
     sys.path.insert(0, str(REPO))
 
 from mogsim.devices import resolve_device  # noqa: E402
-from mogsim.experiments.cifar_gap_eval import CellEvalSettings, CellReferences, evaluate_cell  # noqa: E402
+from mogsim.experiments.cifar_gap.eval import CellEvalSettings, CellReferences, evaluate_cell  # noqa: E402
 from mogsim.io import write_json  # noqa: E402
 from mogsim.nets import PreconditionedDenoiser, build_network, network_config  # noqa: E402
 from mogsim.provenance import provenance  # noqa: E402
@@ -51,7 +51,7 @@ def load_images(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(0)
         return (rng.integers(0, 256, (args.n, 3, 32, 32), dtype=np.uint8),
                 rng.integers(0, 256, (256, 3, 32, 32), dtype=np.uint8))
-    from mogsim.experiments.cifar_gap_data import load_gap_data
+    from mogsim.experiments.cifar_gap.data import load_gap_data
 
     data = load_gap_data(args.data, args.n, held_out=1000, cache_dir=args.cache_dir)
     return data.train.numpy(), data.held_out.numpy()

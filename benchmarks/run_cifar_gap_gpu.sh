@@ -88,7 +88,7 @@ stage() {  # stage NAME CAP_SECONDS ARGS...: run one grid with the time left, re
   local t0=$SECONDS
   echo "== stage $name (limit $cap s): $*" | tee -a "$LOG"
   timeout --signal=INT --kill-after=10 $(( cap + OVERHEAD )) \
-    "$PY" -m mogsim.experiments.cifar_gap_command "${BASE[@]}" "$@" --shard 0/1 --time-limit "$(awk "BEGIN{print $cap/60}")" \
+    "$PY" -m mogsim.experiments.cifar_gap.command "${BASE[@]}" "$@" --shard 0/1 --time-limit "$(awk "BEGIN{print $cap/60}")" \
     >> "$LOG" 2>&1
   local rc=$?
   printf '{"stage": "%s", "args": "%s", "limit_s": %d, "seconds": %d, "exit_code": %d},\n' \
@@ -99,7 +99,7 @@ stage() {  # stage NAME CAP_SECONDS ARGS...: run one grid with the time left, re
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), \
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')" 2>&1 | tee -a "$LOG"
 t0=$SECONDS  # decode the JPEGs once (the stages read the cached arrays)
-"$PY" -c "from mogsim.experiments.cifar_gap_data import load_gap_data as f; f('$DATA', 1, cache_dir='$WORK/cache')" \
+"$PY" -c "from mogsim.experiments.cifar_gap.data import load_gap_data as f; f('$DATA', 1, cache_dir='$WORK/cache')" \
   >> "$LOG" 2>&1
 echo "data decoded and cached in $(( SECONDS - t0 )) s" | tee -a "$LOG"
 stage A "${CAPS[0]}" "${NET[@]}" "${A[@]}"
@@ -110,7 +110,7 @@ t0=$SECONDS
 echo "== merge: every cell of $EXP" | tee -a "$LOG"
 MERGE_LIMIT=$(( MERGE_RESERVE + BUDGET - (SECONDS - START) - 5 )); (( MERGE_LIMIT < 15 )) && MERGE_LIMIT=15
 timeout --signal=INT --kill-after=5 $MERGE_LIMIT \
-  "$PY" -m mogsim.experiments.cifar_gap_command "${BASE[@]}" "${NET[@]}" "${MERGE[@]}" --merge >> "$LOG" 2>&1
+  "$PY" -m mogsim.experiments.cifar_gap.command "${BASE[@]}" "${NET[@]}" "${MERGE[@]}" --merge >> "$LOG" 2>&1
 printf '{"stage": "merge", "seconds": %d, "exit_code": %d, "total_seconds": %d}\n]\n' "$(( SECONDS - t0 ))" "$?" \
   "$(( SECONDS - START ))" >> "$WORK/stages.json"
 cp "$WORK/stages.json" "$RESULTS/stages.json"

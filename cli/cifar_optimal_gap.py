@@ -2,9 +2,9 @@
 evaluate each along training against the empirical optimum of its subset, and combine the cells (paper 1, Figs. 2
 and 4).
 
-The options are generated from :class:`~mogsim.experiments.cifar_gap_config.GapConfig`,
-:class:`~mogsim.experiments.cifar_gap_config.GapRunOptions` and the training engine's dataclasses; the command is
-:func:`mogsim.experiments.cifar_gap_command.run_command`.
+The options are generated from :class:`~mogsim.experiments.cifar_gap.config.GapConfig`,
+:class:`~mogsim.experiments.cifar_gap.config.GapRunOptions` and the training engine's dataclasses; the command is
+:func:`mogsim.experiments.cifar_gap.command.run_command`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from mogsim.experiments.cifar_gap_command import CLASSES, FLAGS, SKIP, run_command
+from mogsim.experiments.cifar_gap.command import CLASSES, FLAGS, SKIP, run_command
 
 from .options import flag_errors, with_options
 

@@ -11,7 +11,7 @@ import torch
 from conftest import shared_data_dir
 
 from mogsim.errors import InputError
-from mogsim.experiments.cifar_gap_eval import (CellEvalSettings, CellReferences, evaluate_cell,
+from mogsim.experiments.cifar_gap.eval import (CellEvalSettings, CellReferences, evaluate_cell,
                                                moment_matched_gaussian)
 from mogsim.metrics.denoiser_distance import denoiser_distances, loss_ratio, noisy_query_batch
 from mogsim.sampling import edm_sigmas

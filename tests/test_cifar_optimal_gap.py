@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from cifar_like import write_edm_zip
-from mogsim.experiments.cifar_gap_cells import CELLS_DIR, plan_cells, shard_cells
-from mogsim.experiments.cifar_gap_combine import claims, crossing, fit_power, projection
-from mogsim.experiments.cifar_gap_command import resolve_options, run_command
-from mogsim.experiments.cifar_gap_data import load_gap_data
+from mogsim.experiments.cifar_gap.cells import CELLS_DIR, plan_cells, shard_cells
+from mogsim.experiments.cifar_gap.combine import claims, crossing, fit_power, projection
+from mogsim.experiments.cifar_gap.command import resolve_options, run_command
+from mogsim.experiments.cifar_gap.data import load_gap_data
 
 #: A grid that trains and evaluates in seconds on a CPU: 8x8 images, a UNet of width 8, 4 sampler seeds.
 TINY = {"device": "cpu", "profile": "cpu-small", "resolution": 8, "archs": "unet-tiny", "widths": "8",

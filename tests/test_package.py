@@ -33,3 +33,24 @@ def test_cli_and_theory_live_under_mogsim():
     tops = {str(f).split("/")[0] for f in files if str(f).endswith(".py") and not str(f).startswith("__editable__")}
     assert tops <= {"mogsim"}, tops
     assert importlib.util.find_spec("cli") is None and importlib.util.find_spec("theory") is None
+
+
+def test_every_package_folder_is_installed():
+    """pyproject.toml lists packages by hand: a new subpackage left out would be missing from a wheel install."""
+    from pathlib import Path
+
+    import pytest
+    tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python 3.11")
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").exists():
+        pytest.skip("no pyproject.toml beside the tests (installed package without the repository)")
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"mogsim": root / "mogsim", **{name: root / path for name, path in config["package-dir"].items()}}
+    found = set()
+    for name, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            if "__pycache__" not in init.parts:
+                rel = init.parent.relative_to(folder).parts
+                found.add(".".join((name, *rel)))
+    assert found == set(config["packages"]), found ^ set(config["packages"])

@@ -13,13 +13,13 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import InputError
-from .cifar_gap_config import GapRunOptions
+from ...errors import InputError
+from .config import GapRunOptions
 
 
 def shard_task(options: dict[str, Any], index: int, count: int) -> int:
     """One array task: the command for shard ``index/count`` of the cells, without combining."""
-    from .cifar_gap_command import run_command
+    from .command import run_command
 
     task = {**options, "shard": f"{index}/{count}", "launcher": "inline", "report": False, "quiet": True,
             "merge": False}

@@ -29,18 +29,18 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..data import save_subset
-from ..denoiser import Advance, ProgressFactory
-from ..metrics.similarity import Similarity
-from ..parsing import parse_seeds
-from ..progress import silent
-from ..runs import RunFolder, config_key, read_config
-from ..training import Budget, RuntimeOptions, TrainConfig, Trainer
-from ..training.distributed import DistContext
-from ..training.run import COMPARED, IGNORED, LOG_FILE, RUN_KIND, SUMMARY_FILE, data_fingerprint, run_record
-from .cifar_gap_config import SAMPLER, EvalPoint, GapConfig, cell_key, check_network, net_label, with_net
-from .cifar_gap_data import GapData
-from .cifar_gap_eval import CellEvalSettings, CellReferences, evaluate_cell
+from ...data import save_subset
+from ...denoiser import Advance, ProgressFactory
+from ...metrics.similarity import Similarity
+from ...parsing import parse_seeds
+from ...progress import silent
+from ...runs import RunFolder, config_key, read_config
+from ...training import Budget, RuntimeOptions, TrainConfig, Trainer
+from ...training.distributed import DistContext
+from ...training.run import COMPARED, IGNORED, LOG_FILE, RUN_KIND, SUMMARY_FILE, data_fingerprint, run_record
+from .config import SAMPLER, EvalPoint, GapConfig, cell_key, check_network, net_label, with_net
+from .data import GapData
+from .eval import CellEvalSettings, CellReferences, evaluate_cell
 
 CELLS_DIR = "cells"
 CACHE_DIR = "cache"

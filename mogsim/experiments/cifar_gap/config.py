@@ -4,7 +4,7 @@ two profiles of defaults, and the grid of cells with their evaluation points.
 A **cell** is (N, network, training seed): a network trained on the class-balanced nested CIFAR-10 subset of N
 images. Its **evaluation points** are numbers of training images seen (whole optimizer steps); at each one the
 cell's EMA network is compared with the empirical optimum of its subset
-(:func:`mogsim.experiments.cifar_gap_eval.evaluate_cell`).
+(:func:`mogsim.experiments.cifar_gap.eval.evaluate_cell`).
 
 **Profiles** supply defaults; every option given on the command line (or in ``--config``) overrides its profile
 value. ``paper`` follows paper 1: N = 2^6 .. 2^15, DDPM++ UNets of width 64, 128 and 256 (unet-64/128/256), VP
@@ -25,13 +25,13 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..errors import InputError
-from ..metrics.copies import COPY_RATIO
-from ..nets import NETWORKS, build_from_config, network_config
-from ..params import check_params, param
-from ..parsing import parse_int_list, parse_seeds
-from ..runs import config_key
-from ..training import TrainConfig
+from ...errors import InputError
+from ...metrics.copies import COPY_RATIO
+from ...nets import NETWORKS, build_from_config, network_config
+from ...params import check_params, param
+from ...parsing import parse_int_list, parse_seeds
+from ...runs import config_key
+from ...training import TrainConfig
 
 #: The registered networks a cell may train (UNets on images).
 UNETS = tuple(name for name, spec in NETWORKS.items() if spec.family == "unet")

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import images_to_tensor, load_cifar10, subset_indices
-from ..errors import InputError
+from ...data import images_to_tensor, load_cifar10, subset_indices
+from ...errors import InputError
 
 
 @dataclass

@@ -41,22 +41,22 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from ..closed_forms import EmpiricalDenoiser, GaussianDenoiser
-from ..data import images_to_tensor
-from ..devices import resolve_device, resolve_dtype
-from ..errors import InputError
-from ..io import write_json, write_npz
-from ..metrics.copies import COPY_RATIO, fraction_ci, generalizability, nearest_two, ratio_of
-from ..metrics.denoiser_distance import (DISTANCE_QUERIES, LOSS_BATCH, Denoise, denoiser_distances, loss_ratio)
-from ..metrics.reproducibility import agreement
-from ..metrics.similarity import EmbeddingSimilarity, Similarity, best_dot, make_similarity
-from ..provenance import provenance
-from ..runs import config_key, write_csv
-from ..sampling import _check_seeds as check_seeds
-from ..sampling import edm_sigmas, noise_for_seeds, sample
-from ..training.losses import make_loss
-from ..training.loop import float32_mode
-from ..training.run import data_fingerprint
+from ...closed_forms import EmpiricalDenoiser, GaussianDenoiser
+from ...data import images_to_tensor
+from ...devices import resolve_device, resolve_dtype
+from ...errors import InputError
+from ...io import write_json, write_npz
+from ...metrics.copies import COPY_RATIO, fraction_ci, generalizability, nearest_two, ratio_of
+from ...metrics.denoiser_distance import (DISTANCE_QUERIES, LOSS_BATCH, Denoise, denoiser_distances, loss_ratio)
+from ...metrics.reproducibility import agreement
+from ...metrics.similarity import EmbeddingSimilarity, Similarity, best_dot, make_similarity
+from ...provenance import provenance
+from ...runs import config_key, write_csv
+from ...sampling import _check_seeds as check_seeds
+from ...sampling import edm_sigmas, noise_for_seeds, sample
+from ...training.losses import make_loss
+from ...training.loop import float32_mode
+from ...training.run import data_fingerprint
 
 #: Sampler seeds of every cell: 1,000 seeds from 100000, disjoint from the seeds that pick data or initialise nets.
 DEFAULT_SAMPLE_SEEDS = range(100_000, 101_000)

@@ -37,11 +37,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from ..io import write_image_grid, write_json
-from ..metrics.reproducibility import agreement
-from ..metrics.similarity import Similarity
-from ..runs import write_csv
-from .cifar_gap_cells import METRICS_FILE, Cell, point_dir
+from ...io import write_image_grid, write_json
+from ...metrics.reproducibility import agreement
+from ...metrics.similarity import Similarity
+from ...runs import write_csv
+from .cells import METRICS_FILE, Cell, point_dir
 
 FORMAT = "mogsim-cifar-optimal-gap"
 SUMMARY_FILE = "summary.json"
@@ -421,7 +421,7 @@ def combine(out: Path, cells: Sequence[Cell], key: str, backend: Similarity, met
                                    "rp_hi": c["rp_ci"][1]} for c in cross] or [{"kind": ""}])
     write_csv(out / "memorization.csv", mem["cells"] or [{"n": ""}])
     if per_seed:
-        from ..io import write_npz
+        from ...io import write_npz
 
         write_npz(out / "cross_per_seed.npz", **{k.replace("/", "__"): v for k, v in per_seed.items()})
     summary["figures"] = draw_figures(out, summary)
@@ -457,10 +457,10 @@ def draw_figures(out: Path, summary: dict[str, Any]) -> list[str] | str:
     try:
         from matplotlib.backends.backend_pdf import PdfPages
 
-        from ..report import figures
+        from ...report import figures
     except ImportError as exc:  # a bare GPU image: the results stay, `mogsim report` draws them later
         return f"not drawn ({exc})"
-    from ..io import atomic_path
+    from ...io import atomic_path
 
     if not summary["records"]:
         return []

@@ -1,11 +1,11 @@
 """``cifar-optimal-gap`` as a command, whatever the front end: option values in, cells trained and evaluated,
 combined results and printed lines out.
 
-``mogsim cifar-optimal-gap`` (typer) and ``python -m mogsim.experiments.cifar_gap_command`` (argparse, for machines
+``mogsim cifar-optimal-gap`` (typer) and ``python -m mogsim.experiments.cifar_gap.command`` (argparse, for machines
 with only torch and numpy) generate their options from the same declared parameters (:class:`GapConfig`,
 :class:`GapRunOptions`, and the training engine's :class:`~mogsim.nets.NetOptions` (dropout, attention),
 :class:`~mogsim.training.TrainConfig` and :class:`~mogsim.training.RuntimeOptions`) and call :func:`run_command`.
-Values come from, in order: the command line, ``--config``, the profile (:mod:`.cifar_gap_config`), the defaults.
+Values come from, in order: the command line, ``--config``, the profile (:mod:`.config`), the defaults.
 Exit codes: 0 done, 3 stopped at the time limit (re-run to resume), 2 bad input (an
 :class:`~mogsim.errors.InputError`). Every check runs before the first file is written.
 """
@@ -18,22 +18,22 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..devices import resolve_device
-from ..errors import InputError
-from ..metrics.similarity import make_similarity
-from ..nets import NetOptions
-from ..params import add_arguments, flags, key_to_name, read_config_file, resolve, to_flags, unknown_keys
-from ..parsing import parse_seeds
-from ..progress import progress_display
-from ..provenance import provenance
-from ..runs import RunFolder, make_folder, read_config, write_config
-from ..training import RuntimeOptions, TrainConfig
-from .cifar_gap_cells import CELLS_DIR, discover_cells, eval_key, eval_settings, plan_cells, run_grid, shard_cells
-from .cifar_gap_combine import FORMAT, SUMMARY_FILE, combine
-from .cifar_gap_config import SAMPLER, GapConfig, GapRunOptions, deviations, pick_profile, profile_values
-from .cifar_gap_data import load_gap_data
-from .cifar_gap_launch import check_submitit, launch_shards
-from .text import short_number as _num
+from ...devices import resolve_device
+from ...errors import InputError
+from ...metrics.similarity import make_similarity
+from ...nets import NetOptions
+from ...params import add_arguments, flags, key_to_name, read_config_file, resolve, to_flags, unknown_keys
+from ...parsing import parse_seeds
+from ...progress import progress_display
+from ...provenance import provenance
+from ...runs import RunFolder, make_folder, read_config, write_config
+from ...training import RuntimeOptions, TrainConfig
+from .cells import CELLS_DIR, discover_cells, eval_key, eval_settings, plan_cells, run_grid, shard_cells
+from .combine import FORMAT, SUMMARY_FILE, combine
+from .config import SAMPLER, GapConfig, GapRunOptions, deviations, pick_profile, profile_values
+from .data import load_gap_data
+from .launch import check_submitit, launch_shards
+from ..text import short_number as _num
 
 EXIT_TIME_LIMIT = 3
 CLASSES = (GapConfig, GapRunOptions, NetOptions, TrainConfig, RuntimeOptions)
@@ -151,7 +151,7 @@ def run_command(options: Mapping[str, Any], *, echo: Callable[[str], None] = pri
     for line in result_lines(summary):
         echo(line)
     if run.report:
-        from ..report import write_report
+        from ...report import write_report
 
         written = write_report([out], out / "report.pdf")
         echo(f"report: {written.path} ({written.pages} pages)")
@@ -203,7 +203,7 @@ def result_lines(summary: Mapping[str, Any]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The plain front end (argparse), for machines with only torch and numpy: progress as plain lines."""
-    parser = argparse.ArgumentParser(prog="python -m mogsim.experiments.cifar_gap_command",
+    parser = argparse.ArgumentParser(prog="python -m mogsim.experiments.cifar_gap.command",
                                      description="How far trained UNets are from the empirical optimum on CIFAR-10 "
                                      "(paper 1, Figs. 2 and 4), along training time.")
     for cls in CLASSES:
