@@ -53,8 +53,10 @@ if (( QUICK )); then
   MERGE=(--ns 64,128,256 --images 256 --eval-at 128,256)
   CAPS=(150 100 100 100)
 else
-  COMMON=(--device cuda --profile paper --precond edm --batch 128 --lr 1e-3 --lr-warmup-images 0 --precision tf32
-          --no-compile --sample-seeds 100000-100255 --distance-queries 128 --loss-batch 1024 --held-out 1000
+  ARITH=(--precision tf32 --no-compile)
+  (( MEMORIZE )) && ARITH=(--precision bf16 --compile)
+  COMMON=(--device cuda --profile paper --precond edm --batch 128 --lr 1e-3 --lr-warmup-images 0 "${ARITH[@]}"
+          --sample-seeds 100000-100255 --distance-queries 128 --loss-batch 1024 --held-out 1000
           --checkpoint-every 0)
   NET=(--archs unet-64); WIDE=(--archs unet-128)
   A=(--ns 64 --images 196608 --eval-at 8192,16384,32768,65536,98304,131072,196608)
@@ -68,7 +70,6 @@ if (( MEMORIZE )); then
   if (( QUICK )); then
     A=(--ns 64 --images 2048 --eval-at 512,1024,2048)
   else
-    COMMON=("${COMMON[@]}" --precision bf16 --compile)  # the later flags win
     A=(--ns 64 --images 1200000 --eval-at 150000,300000,500000,700000,900000,1200000)
   fi
   MERGE=("${A[@]}"); CAPS=(100000 0 0 0)

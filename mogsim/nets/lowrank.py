@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -102,7 +103,7 @@ class LowRankDenoiser(nn.Module):
             dtype = {"float32": torch.float32, "float64": torch.float64}.get(dtype, dtype)  # type: ignore[arg-type]
         if dtype not in (torch.float32, torch.float64):
             raise InputError(f"LowRankDenoiser: dtype={dtype}; use torch.float32 or torch.float64")
-        one_seed = not isinstance(seed, Sequence)
+        one_seed = np.ndim(seed) == 0  # one seed; otherwise one per member (list, array, tensor)
         seeds = [whole_number(v, "seed", fix=f"one seed, or one per member ({m})")
                  for v in ([seed] if one_seed else seed)]
         if len(seeds) not in (1, m):
