@@ -23,6 +23,14 @@ recorded and the run goes on; the JSON is rewritten after every section):
    seeds: their spread is the seed-to-seed spread; member m of both precisions sees the same initial weights,
    batches and noise). It stops early, and records so, when fewer than ``--equivalence-reserve`` seconds are left.
 5. ``profile``: ``torch.profiler`` breakdown of the bf16 captured unet-64 step (``step_profile.py``), if time is left.
+6. ``members``: several small models at once, the Trainer's member axis (a :class:`~mogsim.nets.MemberList` of M
+   UNets, each member's forward and backward on its own CUDA stream inside one captured graph) against one model at
+   a time (the M = 1 row's images/s: the same models trained one after the other), :data:`MEMBERS_PLAN`: the
+   score-match UNet of paper 2's Fig. 5a (unet-vector, n = 48 as 3x4x4, width 64, EDM preconditioning, fp32 without
+   TF32 as ``mogsim score-match --arch unet`` trains it) on MoLRG samples, unet-tiny and unet-64 in bf16 on the
+   CIFAR-10 subset. Aggregate images/s = M x batch / step time. Not compiled (one compilation per configuration
+   would not fit the budget). Configurations run smallest first; one whose predicted time
+   (:func:`predicted_seconds`) exceeds what is left is skipped and recorded so.
 
 The previous default (bf16 + compile, eager step; 1,514 images/s on an H200, issue 11) is not re-measured: its
 compile would cost a second warm-up of ~90 s this budget does not have; the table quotes it and says so.
@@ -32,6 +40,11 @@ GPU (one call; ``cifar2048.zip`` made by ``--make-subset``)::
     python benchmarks/bench_train.py --out $OUT --cifar .bench-data/cifar2048.zip --work /tmp/bench --budget-seconds 180
     python benchmarks/bench_train.py --out $OUT --cifar .bench-data/cifar2048.zip --work /tmp/bench --budget-seconds 85 \
         --only equivalence --equivalence-reserve 10      # a second call, if the first ran out of time
+
+Several small models at once alone (first part of a shared call; about 100 s)::
+
+    python benchmarks/bench_train.py --only members --out $OUT/members --cifar .bench-data/cifar2048.zip \
+        --work /tmp/bench --budget-seconds 90
 
 CPU smoke check (tiny networks, every section, a few steps; checks the script, measures nothing useful)::
 
@@ -48,6 +61,7 @@ import argparse
 import contextlib
 import csv
 import datetime as _dt
+import gc
 import json
 import os
 import signal
@@ -68,6 +82,7 @@ for path in (str(REPO), str(HERE)):
     if path not in sys.path:  # runnable from a checkout without installing
         sys.path.insert(0, path)
 
+from mogsim.closed_forms import MoLRG  # noqa: E402
 from mogsim.data import load_training_set  # noqa: E402
 from mogsim.io import write_json  # noqa: E402
 from mogsim.nets import network_config  # noqa: E402
@@ -86,6 +101,18 @@ FLOP_PER_IMAGE = {"unet-64": 32.05e9, "unet-128": 127.13e9}
 #: which is what makes 20,000 steps of two precisions x three seeds affordable. It is shallower than unet-64, so
 #: rounding errors accumulate over fewer layers: a fair test of the arithmetic, not of depth.
 EQUIVALENCE_NET = {"channel_mult": (1,), "attn_resolutions": (32,)}
+#: The ``members`` section: (network, batch, precision, member counts M), run in this order (smallest first, so that
+#: a short budget drops the largest). unet-vector is paper 2's Fig. 5a network as ``mogsim score-match --arch unet``
+#: builds it (3x4x4 images of n = 48, width 64), trained in fp32 without TF32 (that command's precision).
+MEMBERS_PLAN = (("unet-vector", 512, "fp32", (1, 4, 8, 16)),
+                ("unet-tiny", 128, "bf16", (1, 4, 8)),
+                ("unet-64", 128, "bf16", (1, 2)))
+#: Seconds the first (M = 1) configuration of each network is expected to take on an H200: building the Trainer,
+#: warm-up with cuDNN autotuning, capture and the timings (unet-64 bf16: 8.7 s warm-up in the throughput section).
+FIRST_ESTIMATE_S = {"unet-vector": 10.0, "unet-tiny": 10.0, "unet-64": 20.0}
+#: A configuration starts only when this many times its predicted seconds are left (predictions from a smaller M
+#: miss cuDNN's autotuning of new shapes and the GPU's clock changes).
+MEMBERS_MARGIN = 1.25
 
 
 class Run:
@@ -476,21 +503,137 @@ class Bench:
         result["table"] = category_table(result)
         return result
 
+    # 6 ---------------------------------------------------------------------------------------------------------
+    def members(self) -> dict[str, Any]:
+        """M models at once as the members of one Trainer against one model at a time, per :data:`MEMBERS_PLAN`."""
+        rows: list[dict[str, Any]] = []
+        for arch, batch, precision, counts in MEMBERS_PLAN:
+            if self.smoke:
+                batch, counts = 8, (1, 2)
+            data, data_name = ((self._molrg_vectors(), "MoLRG n=48 K=2 r=6") if arch == "unet-vector"
+                               else (self.data, f"CIFAR-10 {self.data.shape[0]}"))
+            previous: tuple[int, float, float] | None = None  # (M, seconds, timing seconds) of the last measured
+            alone: float | None = None  # images/s of M = 1
+            for members in counts:
+                row = self._members_row(arch, batch, precision, members, data, data_name, previous)
+                if row["status"] == "ok":
+                    previous = (members, row["seconds"], row["timing_s"])
+                    if members == 1:
+                        alone = row["images_per_s"]
+                    if alone is not None:
+                        row.update(one_at_a_time_images_per_s=alone,
+                                   speedup_vs_one_at_a_time=row["images_per_s"] / alone)
+                print(f"[bench]   {arch} b{batch} {row['mode']} M={members}: {row['status']} "
+                      f"{row.get('images_per_s', float('nan')):,.0f} img/s "
+                      f"x{row.get('speedup_vs_one_at_a_time', float('nan')):.2f} "
+                      f"{row.get('reason') or row.get('error', '')}", flush=True)
+                rows.append(row)
+                self.rows.append(row)
+                self.run.save()
+        table = members_table(rows)
+        print(table, flush=True)
+        return {"compile": "off: one compilation per configuration (~85 s for unet-64) would not fit the budget",
+                "one_at_a_time": "the M = 1 row's images/s: the same models trained one after the other",
+                "rows": len(rows), "skipped": sum(r["status"] == "skipped" for r in rows),
+                "failed": sum(r["status"] == "failed" for r in rows), "table": table}
+
+    def _members_row(self, arch: str, batch: int, precision: str, members: int, data: torch.Tensor, data_name: str,
+                     previous: tuple[int, float, float] | None) -> dict[str, Any]:
+        """One ``members`` configuration: a Trainer of ``members`` models on copies of ``data``, its step timed."""
+        cuda = self.device.type == "cuda"
+        row: dict[str, Any] = {"section": "members", "arch": arch, "data": data_name, "batch": batch,
+                               "members": members, "mode": precision + ("+graph" if cuda else ", eager"),
+                               "precision": precision, "compile": False, "cuda_graph": cuda, "default": False,
+                               "source": "measured"}
+        need = MEMBERS_MARGIN * predicted_seconds(arch, previous, members)
+        if self.run.left() < need:
+            row.update(status="skipped", reason=f"time budget: {self.run.left():.0f} s left, needs ~{need:.0f} s")
+            return row
+        trainer = None
+        t0 = time.perf_counter()
+        try:
+            if cuda:
+                gc.collect()  # the previous configuration's graph and memory pool go first
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(self.device)
+            if arch == "unet-vector":  # as mogsim score-match --arch unet builds it
+                net = network_config("unet-vector", (48,), image_shape=(3, 4, 4), members=members,
+                                     model_channels=8 if self.smoke else 64)
+                precond = "edm"
+            else:
+                net, precond = self.net(arch, members=members), "vp"
+            cfg = TrainConfig(net=net, precond=precond, batch=batch, precision=precision)
+            trainer = self.trainer(cfg, [data] * members if members > 1 else data,
+                                   RuntimeOptions(compile=False, cuda_graph=cuda, progress="none"))
+            ex = trainer.prepare_execution(10**6)
+            t_timing = time.perf_counter()
+            with float32_mode(self.device, precision == "tf32"):
+                timing = ms_per_step(trainer.run_step, self.device, 0, self.repeats, self.target_s)
+            ips = 1000 * members * batch / timing["ms_per_step"]
+            row.update(status="ok", images_per_s=ips, images_per_s_per_model=ips / members, **timing,
+                       timing_s=time.perf_counter() - t_timing, parameters=trainer.num_parameters,
+                       streams=ex.streams, warmup_s=ex.warmup_s, capture_s=ex.capture_s,
+                       graph_fallback=ex.graph_fallback,
+                       peak_memory_gib=torch.cuda.max_memory_allocated(self.device) / 2**30 if cuda else None)
+            if ex.graph_fallback:  # the trainer kept the eager step: say so where the numbers are read
+                row["mode"] = f"{precision}, eager (capture failed)"
+            if arch in FLOP_PER_IMAGE:
+                row["tflop_per_s"] = FLOP_PER_IMAGE[arch] * ips / 1e12
+        except Exception as exc:  # noqa: BLE001 - record and go on
+            row.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        finally:
+            del trainer
+        row["seconds"] = time.perf_counter() - t0
+        return row
+
+    def _molrg_vectors(self, n: int = 2048) -> torch.Tensor:
+        """Training vectors for the Fig. 5a network: n samples of a random MoLRG in R^48 (K = 2 subspaces of rank
+        6; the step's speed does not depend on the values)."""
+        return MoLRG.random(48, 2, 6, seed=0).sample(n, seed=1)[0].to(torch.float32)
+
+
+def predicted_seconds(arch: str, previous: tuple[int, float, float] | None, members: int) -> float:
+    """Expected seconds of the ``members`` configuration (``arch``, M = ``members``). ``previous`` = (M, total
+    seconds, seconds of its timings) of the same network's last measured configuration: its timings take about the
+    same time whatever M (``ms_per_step`` sizes them to ``--target-seconds``), the rest (building, warm-up, capture)
+    grows with M. Without one, :data:`FIRST_ESTIMATE_S`."""
+    if previous is None:
+        return FIRST_ESTIMATE_S[arch]
+    m0, total, timing = previous
+    return timing + max(total - timing, 0.0) * members / m0
+
+
+def members_table(rows: list[dict[str, Any]]) -> str:
+    """The ``members`` section's summary: aggregate images/s of M models at once against one at a time."""
+    lines = ["| network | data | batch | mode | M | images/s, all M | per model | one at a time | speed-up | ms/step | "
+             "warm-up s | capture s | peak GiB |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ips = (cell(r, "images_per_s", ",.0f") if r.get("status") == "ok"
+               else f"{r.get('status')}: {r.get('reason') or r.get('error', '')}"[:60])
+        numbers = [cell(r, key, fmt) for key, fmt in (
+            ("images_per_s_per_model", ",.0f"), ("one_at_a_time_images_per_s", ",.0f"),
+            ("speedup_vs_one_at_a_time", ".2f"), ("ms_per_step", ".2f"), ("warmup_s", ".1f"), ("capture_s", ".1f"),
+            ("peak_memory_gib", ".2f"))]
+        lines.append(f"| {r['arch']} | {r['data']} | {r['batch']} | {r['mode']} | {r['members']} | {ips} | "
+                     + " | ".join(numbers) + " |")
+    return "\n".join(lines)
+
+
+def cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    """A table cell: ``row[key]`` formatted, or "-" when it is missing."""
+    value = row.get(key)
+    return format(value, fmt) if isinstance(value, (int, float)) else "-"
+
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| network | batch | mode | images/s | ms/step | vs EDM fp32 | vs previous default | warm-up s | "
              "peak GiB | source |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         ips = r.get("images_per_s")
-
-        def f(key: str, fmt: str) -> str:
-            v = r.get(key)
-            return format(v, fmt) if isinstance(v, (int, float)) else "-"
-
         lines.append(f"| {r['arch']} | {r['batch']} | {r['mode']}{' **(default)**' if r.get('default') else ''} | "
-                     f"{format(ips, ',.0f') if ips else r.get('status')} | {f('ms_per_step', '.1f')} | "
-                     f"{f('vs_edm_fp32', '.2f')} | {f('vs_previous_default', '.2f')} | {f('warmup_s', '.1f')} | "
-                     f"{f('peak_memory_gib', '.2f')} | {r.get('source', '')} |")
+                     f"{format(ips, ',.0f') if ips else r.get('status')} | {cell(r, 'ms_per_step', '.1f')} | "
+                     f"{cell(r, 'vs_edm_fp32', '.2f')} | {cell(r, 'vs_previous_default', '.2f')} | "
+                     f"{cell(r, 'warmup_s', '.1f')} | {cell(r, 'peak_memory_gib', '.2f')} | {r.get('source', '')} |")
     return "\n".join(lines)
 
 
@@ -546,15 +689,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if tests is not None:
         run.section("gpu_tests", 0, lambda: bench.finish_gpu_tests(tests))
     run.section("profile", 25, bench.profile)
+    run.section("members", 30, bench.members)
     run.save()
-    print(markdown_table(run.result["results"]))
-    eq = run.result["sections"].get("equivalence", {}).get("value") or {}
-    for key in ("steps_done", "train_mean_rel_diff", "train_seed_spread_rel", "eval_mean_rel_diff",
-                "eval_seed_spread_rel", "eval_paired_rel_diff"):
-        print(f"[bench] equivalence {key}: {eq.get(key)}")
-    rs = run.result["sections"].get("resume", {}).get("value") or {}
-    for key in ("resumed_at_step", "resumed", "uninterrupted_again"):
-        print(f"[bench] resume {key}: {rs.get(key)}")
+    step_rows = [r for r in run.result["results"] if r.get("section") != "members"]
+    if step_rows:
+        print(markdown_table(step_rows))
+    sections = run.result["sections"]
+    if "equivalence" in sections:
+        eq = sections["equivalence"].get("value") or {}
+        for key in ("steps_done", "train_mean_rel_diff", "train_seed_spread_rel", "eval_mean_rel_diff",
+                    "eval_seed_spread_rel", "eval_paired_rel_diff"):
+            print(f"[bench] equivalence {key}: {eq.get(key)}")
+    if "resume" in sections:
+        rs = sections["resume"].get("value") or {}
+        for key in ("resumed_at_step", "resumed", "uninterrupted_again"):
+            print(f"[bench] resume {key}: {rs.get(key)}")
     print(f"[bench] wrote {run.out / 'bench_train.json'} ({run.elapsed():.0f} s)")
     return run.result
 

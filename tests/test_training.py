@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -318,15 +319,25 @@ def test_float32_mode_sets_and_restores_tf32_flags():
 
 # --- the benchmark script ---------------------------------------------------------------------------------------
 
-def test_benchmark_smoke_runs_on_cpu(tmp_path):
-    """The GPU benchmark's own CPU smoke check, on its cheapest sections (the others run in CI-free smoke calls)."""
+def benchmark_module() -> Any:
+    """``benchmarks/bench_train.py`` as a module."""
     spec = importlib.util.spec_from_file_location("bench_train", ROOT / "benchmarks" / "bench_train.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
 
+
+def load_benchmark(tmp_path: Path) -> tuple[Any, Path]:
+    """The benchmark module and a 24-image EDM zip for it."""
     rng = np.random.default_rng(0)
     data = tmp_path / "cifar.zip"
     write_edm_zip(data, rng.integers(0, 256, (24, 3, 32, 32), dtype=np.uint8), np.arange(24) % 10)
+    return benchmark_module(), data
+
+
+def test_benchmark_smoke_runs_on_cpu(tmp_path):
+    """The GPU benchmark's own CPU smoke check, on its cheapest sections (the others run in CI-free smoke calls)."""
+    bench, data = load_benchmark(tmp_path)
     result = bench.main(["--cpu-smoke", "--out", str(tmp_path / "out"), "--cifar", str(data),
                          "--only", "throughput,equivalence"])
     saved = json.loads((tmp_path / "out" / "bench_train.json").read_text())
@@ -335,6 +346,38 @@ def test_benchmark_smoke_runs_on_cpu(tmp_path):
     assert {r["precision"] for r in rows} == {"fp32", "bf16"} and all(r["images_per_s"] > 0 for r in rows)
     eq = saved["sections"]["equivalence"]["value"]
     assert eq["steps_done"] == 8 and len(eq["eval_loss"]["bf16"]) == 2 and eq["execution"]["bf16"]["precision"] == "bf16"
+
+
+def test_benchmark_members_section_on_cpu(tmp_path, monkeypatch):
+    """The ``members`` section's smoke path: M = 1 and 2 of the Fig. 5a vector UNet (EDM, float data) and of a
+    CIFAR UNet (VP, uint8 images) measured, the aggregate and speed-up arithmetic, and a configuration that would
+    not fit the budget skipped and recorded (unet-64, whose first estimate is made huge: it saves CI time too)."""
+    bench, data = load_benchmark(tmp_path)
+    monkeypatch.setitem(bench.FIRST_ESTIMATE_S, "unet-64", 1e9)
+    bench.main(["--cpu-smoke", "--out", str(tmp_path / "out"), "--cifar", str(data), "--only", "members"])
+    saved = json.loads((tmp_path / "out" / "bench_train.json").read_text())
+    assert saved["sections"]["members"]["status"] == "ok" and set(saved["sections"]) == {"members"}
+    rows = {(r["arch"], r["members"]): r for r in saved["results"]}
+    assert set(rows) == {(a, m) for a in ("unet-vector", "unet-tiny", "unet-64") for m in (1, 2)}
+    for arch in ("unet-vector", "unet-tiny"):
+        one, two = rows[arch, 1], rows[arch, 2]
+        assert one["status"] == two["status"] == "ok" and one["speedup_vs_one_at_a_time"] == 1.0
+        assert two["images_per_s"] == pytest.approx(1000 * 2 * two["batch"] / two["ms_per_step"])
+        assert two["one_at_a_time_images_per_s"] == one["images_per_s"]
+        assert two["speedup_vs_one_at_a_time"] == pytest.approx(two["images_per_s"] / one["images_per_s"])
+        assert two["parameters"] == 2 * one["parameters"]  # two independent networks
+    assert rows["unet-vector", 1]["precision"] == "fp32" and rows["unet-tiny", 1]["precision"] == "bf16"
+    assert all(rows["unet-64", m]["status"] == "skipped" and "time budget" in rows["unet-64", m]["reason"]
+               for m in (1, 2))
+    assert saved["sections"]["members"]["value"]["skipped"] == 2
+
+
+def test_benchmark_members_time_prediction():
+    """Skipping rule of the ``members`` section: timings fixed, the rest scaled by the member ratio."""
+    bench = benchmark_module()
+    assert bench.predicted_seconds("unet-64", None, 1) == bench.FIRST_ESTIMATE_S["unet-64"]
+    assert bench.predicted_seconds("unet-vector", (4, 6.0, 2.0), 8) == pytest.approx(2.0 + 4.0 * 2)
+    assert bench.predicted_seconds("unet-vector", (1, 1.0, 2.0), 16) == pytest.approx(2.0)  # never negative
 
 
 # --- GPU --------------------------------------------------------------------------------------------------------
