@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
 # The GPU run of `mogsim cifar-optimal-gap` (issue 12, deliverable 6) in ONE call of at most ~7 minutes.
 #
-#   benchmarks/run_cifar_gap_gpu.sh [--quick] [--memorize] DATA RESULTS [SECONDS]
+#   benchmarks/run_cifar_gap_gpu.sh [--quick] [--memorize | --exponent] DATA RESULTS [SECONDS]
+#
+# (the flags in any order, before DATA.)
 #
 # --memorize runs stage A alone, longer (unet-64 at N = 64 to 1.2 Mimg) in the engine's CUDA default arithmetic
 # (bf16, the step captured in a CUDA graph) with --compile (one warm-up of ~85 s for the whole cell): the run that
 # looks for the memorization regime at N = 64 within one call.
 #
+# --exponent runs the memorization-time cells for the fit against N (the memorize run's N = 64 cell is the third
+# N): unet-64 at N = 16 to 160k images (points 20k, 40k, 70k, 110k, 160k), then at N = 32 to 260k images (points
+# 40k, 70k, 110k, 170k, 260k), with the memorize run's recipe and evaluation but bf16 with the CUDA-graph step and
+# WITHOUT compile (short cells: a compile costs 85-131 s, the graph-only step runs ~2,840 images/s), then one merge,
+# then, if at least 60 s are left, benchmarks/bench_cifar_eval.py at N = 32,768 (bench_cifar_eval.json; issue 12,
+# deliverable 5). Use SECONDS = 420 for a call of 450 s.
+#
 # DATA: CIFAR-10's train split as an EDM-style zip folder, prepared here by
 #   mkdir -p .gpu-data/cifar10-train && cp ../shared/data/cifar10-jpeg/train.zip .gpu-data/cifar10-train/
 # (50 MiB; test.zip is left out to stay under the 64 MiB carry limit, so the held-out images of the per-sigma
 # distances are the last 1,000 training images of the seeded class-balanced order, outside every subset).
-# RESULTS: an empty folder (on the device machine: $OUT); at most 3 files come back: results.tar.gz (the combined
-# summary.json, CSVs, figures, sample grids and every cell's config/log/metrics, never checkpoints), run.log and
-# stages.json (the commands and how long each took). SECONDS (default 380, for a call of 420 s): the wall-clock
-# budget; every stage trains with --time-limit and is interrupted (SIGINT) 25 s after it, so that the merge still has
-# 40 s at the end (a stopped cell keeps its evaluated points), and
+# RESULTS: an empty folder (on the device machine: $OUT); at most 4 files come back: results.tar.gz (the combined
+# summary.json, CSVs, figures, sample grids and every cell's config/log/metrics plus per_seed.npz, the per-seed
+# arrays of each evaluation point without the samples; never checkpoints), run.log, stages.json (the commands and
+# how long each took) and, with --exponent, bench_cifar_eval.json. SECONDS (default 380, for a call of 420 s): the
+# wall-clock budget; every stage trains with --time-limit and is interrupted (SIGINT) 25 s after it, so that the
+# merge still has 40 s at the end (a stopped cell keeps its evaluated points), and
 # as shard 0/1 (train and evaluate, no combining: one merge at the end combines every cell of the folder).
 #
 # Stages, in priority order (the task's): A unet-64 at N = 64 trained longest, evaluated along training (the
@@ -26,9 +36,17 @@
 # Every deviation from the paper is stored in summary.json. --quick runs the same stages on the CPU with a tiny
 # UNet on 8x8 images and tiny budgets (a smoke test of this script, not a result).
 set -uo pipefail
-QUICK=0; MEMORIZE=0
-if [[ "${1:-}" == "--quick" ]]; then QUICK=1; shift; fi
-if [[ "${1:-}" == "--memorize" ]]; then MEMORIZE=1; shift; fi
+QUICK=0; MEMORIZE=0; EXPONENT=0
+while [[ "${1:-}" == --* ]]; do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --memorize) MEMORIZE=1 ;;
+    --exponent) EXPONENT=1 ;;
+    *) echo "run_cifar_gap_gpu.sh: error: unknown flag $1 (--quick, --memorize, --exponent)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if (( MEMORIZE && EXPONENT )); then echo "run_cifar_gap_gpu.sh: error: --memorize and --exponent exclude each other" >&2; exit 2; fi
 DATA=${1:?DATA folder}; RESULTS=${2:?RESULTS folder}; BUDGET=${3:-380}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
@@ -55,6 +73,7 @@ if (( QUICK )); then
 else
   ARITH=(--precision tf32 --no-compile)
   (( MEMORIZE )) && ARITH=(--precision bf16 --compile)
+  (( EXPONENT )) && ARITH=(--precision bf16 --no-compile --cuda-graph)
   COMMON=(--device cuda --profile paper --precond edm --batch 128 --lr 1e-3 --lr-warmup-images 0 "${ARITH[@]}"
           --sample-seeds 100000-100255 --distance-queries 128 --loss-batch 1024 --held-out 1000
           --checkpoint-every 0)
@@ -74,9 +93,27 @@ if (( MEMORIZE )); then
   fi
   MERGE=("${A[@]}"); CAPS=(100000 0 0 0)
 fi
+if (( EXPONENT )); then  # the cells of N = 16 and 32 (stage D's N), longer; one stage each (E16 the first)
+  if (( QUICK )); then
+    E16=(--ns 16 --images 8192 --eval-at 1024,2048,4096,8192)  # long enough that the tiny net copies
+    E32=(--ns 32 --images 16384 --eval-at 2048,4096,8192,16384)
+    BENCH=(--quick --data "$DATA" --cache-dir "$WORK/cache")
+  else
+    E16=(--ns 16 --images 160000 --eval-at 20000,40000,70000,110000,160000)
+    E32=(--ns 32 --images 260000 --eval-at 40000,70000,110000,170000,260000)
+    BENCH=(--data "$DATA" --cache-dir "$WORK/cache" --n 32768 --device cuda)
+  fi
+  MERGE=("${E32[@]}")  # plans the N = 32 cell; the merge finds the N = 16 cell in the folder
+  E16_CAP=130  # expected ~100 s (56 s training, ~38 s for 5 evaluations); N = 32 may use all the rest
+fi
 BASE=(--data "$DATA" --out "$EXP" --cache-dir "$WORK/cache" --quiet "${COMMON[@]}")
 
 echo "[" > "$WORK/stages.json"
+if (( EXPONENT )); then  # what a combined fit with the memorize run's N = 64 cell must state
+  NOTE="training: ${ARITH[*]:-the CPU default} (the CUDA-graph step on CUDA, not compiled); the memorize run's N = 64 cell was trained in bf16 with the same graph step, compiled (--compile): the same arithmetic, only the compiled kernels' rounding differs"
+  echo "note: $NOTE" | tee -a "$LOG"
+  printf '{"stage": "note", "text": "%s"},\n' "$NOTE" >> "$WORK/stages.json"
+fi
 stage() {  # stage NAME CAP_SECONDS ARGS...: run one grid with the time left, record it
   local name=$1 cap=$2; shift 2
   local left=$(( BUDGET - (SECONDS - START) - MERGE_RESERVE - OVERHEAD ))
@@ -103,21 +140,44 @@ t0=$SECONDS  # decode the JPEGs once (the stages read the cached arrays)
 "$PY" -c "from mogsim.experiments.cifar_gap.data import load_gap_data as f; f('$DATA', 1, cache_dir='$WORK/cache')" \
   >> "$LOG" 2>&1
 echo "data decoded and cached in $(( SECONDS - t0 )) s" | tee -a "$LOG"
-stage A "${CAPS[0]}" "${NET[@]}" "${A[@]}"
-stage B "${CAPS[1]}" "${NET[@]}" "${B[@]}"
-stage C "${CAPS[2]}" "${WIDE[@]}" "${C[@]}"
-stage D "${CAPS[3]}" "${NET[@]}" "${D[@]}"
+if (( EXPONENT )); then
+  stage E16 "$E16_CAP" "${NET[@]}" "${E16[@]}"
+  stage E32 100000 "${NET[@]}" "${E32[@]}"
+else
+  stage A "${CAPS[0]}" "${NET[@]}" "${A[@]}"
+  stage B "${CAPS[1]}" "${NET[@]}" "${B[@]}"
+  stage C "${CAPS[2]}" "${WIDE[@]}" "${C[@]}"
+  stage D "${CAPS[3]}" "${NET[@]}" "${D[@]}"
+fi
 t0=$SECONDS
 echo "== merge: every cell of $EXP" | tee -a "$LOG"
 MERGE_LIMIT=$(( MERGE_RESERVE + BUDGET - (SECONDS - START) - 5 )); (( MERGE_LIMIT < 15 )) && MERGE_LIMIT=15
 timeout --signal=INT --kill-after=5 $MERGE_LIMIT \
   "$PY" -m mogsim.experiments.cifar_gap.command "${BASE[@]}" "${NET[@]}" "${MERGE[@]}" --merge >> "$LOG" 2>&1
-printf '{"stage": "merge", "seconds": %d, "exit_code": %d, "total_seconds": %d}\n]\n' "$(( SECONDS - t0 ))" "$?" \
+printf '{"stage": "merge", "seconds": %d, "exit_code": %d, "total_seconds": %d}' "$(( SECONDS - t0 ))" "$?" \
   "$(( SECONDS - START ))" >> "$WORK/stages.json"
+if (( EXPONENT )); then  # the evaluation benchmark, only with 60 s or more left (the tar needs ~5 s after it)
+  left=$(( BUDGET - (SECONDS - START) - 10 ))
+  if (( left >= 60 )); then
+    t0=$SECONDS
+    echo "== bench_cifar_eval (limit $left s): ${BENCH[*]}" | tee -a "$LOG"
+    timeout --signal=INT --kill-after=5 "$left" \
+      "$PY" "$REPO/benchmarks/bench_cifar_eval.py" "${BENCH[@]}" --out "$RESULTS/bench_cifar_eval.json" >> "$LOG" 2>&1
+    rc=$?
+    printf ',\n{"stage": "bench_cifar_eval", "limit_s": %d, "seconds": %d, "exit_code": %d}' "$left" \
+      "$(( SECONDS - t0 ))" "$rc" >> "$WORK/stages.json"
+    echo "   bench_cifar_eval: exit $rc after $(( SECONDS - t0 )) s" | tee -a "$LOG"
+  else
+    echo "bench_cifar_eval: skipped (${left} s left)" | tee -a "$LOG"
+    printf ',\n{"stage": "bench_cifar_eval", "skipped": true, "seconds_left": %d}' "$left" >> "$WORK/stages.json"
+  fi
+fi
+printf '\n]\n' >> "$WORK/stages.json"
 cp "$WORK/stages.json" "$RESULTS/stages.json"
-# Small files only: the combined results and each cell's records (no checkpoints, no per-sample arrays).
+# Small files only: the combined results and each cell's records (no checkpoints, no samples; per_seed.npz holds
+# each point's per-seed arrays, a few KiB, so that a later --merge can combine these cells with others).
 (cd "$EXP" && find . -maxdepth 1 -type f ! -name '*.lock' -print0 > "$WORK/files" &&
  find cells -path '*/checkpoints' -prune -o -type f \( -name config.json -o -name log.csv -o -name summary.json \
-   -o -name metrics.json -o -name per_sigma.csv -o -name subset.json \) -print0 >> "$WORK/files" &&
+   -o -name metrics.json -o -name per_sigma.csv -o -name subset.json -o -name per_seed.npz \) -print0 >> "$WORK/files" &&
  tar czf "$RESULTS/results.tar.gz" --null -T "$WORK/files")
 echo "done in $(( SECONDS - START )) s; results: $(du -h "$RESULTS/results.tar.gz" | cut -f1)" | tee -a "$LOG"

@@ -306,7 +306,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str
     for d in declared(cls):
         if not d.spec.cli or d.name in skip:
             continue
-        help_text = f"{d.spec.help} [default: {d.shown_default}]"
+        help_text = f"{d.spec.help} [default: {d.shown_default}]".replace("%", "%%")  # argparse formats help with %
         if d.kind is bool:
             parser.add_argument(d.flag, dest=d.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)

@@ -225,10 +225,13 @@ def test_results_are_json_ready_and_saved(cell, tmp_path):
                 "provenance", "timing_s"):
         assert key in loaded
     assert loaded["similarity"]["threshold"] == 0.9 and loaded["n"] == 16 and loaded["num_seeds"] == 10
-    assert [p.name for p in paths] == ["per_sample.npz", "per_sigma.csv", "metrics.json"]  # metrics.json last
-    with np.load(tmp_path / "per_sample.npz") as z:
+    assert [p.name for p in paths] == ["per_sample.npz", "per_seed.npz", "per_sigma.csv", "metrics.json"]  # last
+    with np.load(tmp_path / "per_sample.npz") as z, np.load(tmp_path / "per_seed.npz") as small:
         assert z["samples"].shape == (10, 3, 8, 8) and z["seeds"].tolist() == list(range(100_000, 100_010))
         assert z["loss_batch_loss"].shape == (EXACT.loss_batch,)
+        assert sorted(small.files) == sorted(set(z.files) - {"samples", "optimum_samples"})
+        for name in small.files:
+            np.testing.assert_array_equal(small[name], z[name])
     assert (tmp_path / "per_sigma.csv").read_text().count("\n") == 1 + 2 * 2 * 18
 
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cifar_like import write_edm_zip
 from mogsim.experiments.cifar_gap.cells import CELLS_DIR, plan_cells, shard_cells
-from mogsim.experiments.cifar_gap.combine import claims, crossing, fit_power, projection
+from mogsim.errors import InputError
+from mogsim.experiments.cifar_gap.combine import PointResult, claims, crossing, fit_power, memorization, projection
+from mogsim.experiments.cifar_gap.command import main as plain_main
 from mogsim.experiments.cifar_gap.command import resolve_options, run_command
 from mogsim.experiments.cifar_gap.data import load_gap_data
 
@@ -88,6 +91,54 @@ def test_merge_combines_cells_of_other_grids(cifar, tmp_path):
     assert got == {(4, "unet-tiny-w8", 16), (4, "unet-tiny-w8", 32), (8, "unet-tiny-w16", 16)}
     assert [c["planned"] for c in summary["cells"]] == [True, False, False]
     assert summary["points_done"] == 3 and not summary["complete"]  # the planned N = 8, width 8 cell never ran
+
+
+def test_merge_uses_per_seed_arrays_when_the_samples_stayed_elsewhere(cifar, tmp_path):
+    """Cells that came back without samples (per_seed.npz only, as from a GPU call) still give records and
+    memorization times; a point with neither file is refused with one line naming the folder."""
+    out = tmp_path / "exp"
+    assert run_command(options(cifar, out, ns="4", images=32, eval_at="16,32"), echo=lambda _: None) == 0
+    assert run_command(options(cifar, out, ns="8", images=16, eval_at="16"), echo=lambda _: None) == 0
+    merge = {**options(cifar, out, ns="8", images=16, eval_at="16", merge=True), "data": None}
+    assert run_command(merge, echo=lambda _: None) == 0
+    before = json.loads((out / "summary.json").read_text())["memorization"]["cells"]
+    for f in (out / CELLS_DIR).glob("n000004-*/evals/*/*/per_sample.npz"):
+        f.unlink()
+    assert run_command(merge, echo=lambda _: None) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {(r["n"], r["images_seen"]) for r in summary["records"]} == {(4, 16), (4, 32), (8, 16)}
+    key = lambda c: (c["n"], c["level"])  # noqa: E731
+    assert sorted(summary["memorization"]["cells"], key=key) == sorted(before, key=key)
+    assert [row["n"] for row in summary["sample_grids"]["shown"]] == [8]  # only the cell with samples
+    next((out / CELLS_DIR).glob("n000004-*/evals/*/images-000000000016/per_seed.npz")).unlink()
+    with pytest.raises(InputError, match="per_seed.npz"):
+        run_command(merge, echo=lambda _: None)
+
+
+def test_memorization_fit_recovers_a_known_exponent(tmp_path):
+    """Two cells whose copy fraction crosses 0.5 at 2,000 (N = 4) and 4,000 images (N = 8), from the same per-seed
+    pattern: the exponent is 1 and every bootstrap replicate that crosses at both N gives 1 as well."""
+    r = resolve_options(options(tmp_path, tmp_path / "x", ns="4,8", images=64))
+    copies = {1000: [1, 1, 0, 0, 0, 0, 0, 0], 4000: [1, 1, 1, 1, 1, 1, 0, 0]}  # 0.25, then 0.75
+    results = []
+    for cell, scale in zip(plan_cells(r["config"], r["train"]), (1, 2)):
+        for images, flags in copies.items():
+            folder = tmp_path / cell.name / str(images)
+            folder.mkdir(parents=True)
+            np.savez(folder / "per_seed.npz", is_copy=np.array(flags, dtype=bool))
+            results.append(PointResult(cell, scale * images, scale * images // 8, folder,
+                                       {"copy_fraction": float(np.mean(flags))}, images == 4000))
+    mem = memorization(results, levels=(0.5,), resamples=200)
+    assert sorted((c["n"], round(c["time"])) for c in mem["cells"]) == [(4, 2000), (8, 4000)]
+    (fit,) = mem["fits"]
+    assert fit["exponent"] == pytest.approx(1.0) and fit["ns_fitted"] == [4, 8]
+    assert fit["exponent_ci"] == pytest.approx([1.0, 1.0]) and 0 < fit["bootstrap_used"] <= 200
+
+
+def test_plain_front_end_prints_its_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        plain_main(["--help"])
+    assert exc.value.code == 0 and "--cuda-graph" in capsys.readouterr().out
 
 
 def test_submitit_debug_executor_runs_the_shards(cifar, tmp_path):

@@ -4,7 +4,8 @@ Layout of the experiment folder ``out``::
 
     cells/n000064-unet-64-seed0-<key>/    a mogsim train run folder (config.json, subset.json, log.csv,
                                           checkpoints/, summary.json) of one cell, plus
-        evals/<eval key>/images-<12 digits>/   metrics.json, per_sample.npz, per_sigma.csv of one evaluation point
+        evals/<eval key>/images-<12 digits>/   metrics.json, per_sample.npz, per_seed.npz (without samples),
+                                               per_sigma.csv of one evaluation point
     cache/optimum-<key>.npz               the empirical optimum's samples per subset and seeds (shared by cells)
 
 ``<key>`` hashes what the cell's training trajectory depends on (training config, network, seed, subset); the

@@ -18,6 +18,9 @@ From every stored evaluation point (``cells/*/evals/<key>/images-*/``) it builds
 * the **paper's claims** (Figs. 2 and 4, and Bonnaire et al. on training time) judged by stated rules
   (:data:`RULES`) at each cell's last evaluation point.
 
+A point whose samples did not come back from another machine (``per_seed.npz`` without ``per_sample.npz``) counts
+in the records, the memorization times and the fits, but not in the RP between cells or the sample grids.
+
 Files written into the experiment folder (all atomically): ``summary.json`` (everything above, the configuration,
 deviations from the paper, data and provenance), ``cells.csv``, ``per_sigma.csv``, ``cross.csv``,
 ``memorization.csv``, the figures (``fig_*.png`` and all of them in ``figures.pdf``) and ``sample_grids.png`` (for
@@ -37,11 +40,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from ...errors import InputError
 from ...io import write_image_grid, write_json
 from ...metrics.reproducibility import agreement
 from ...metrics.similarity import Similarity
 from ...runs import write_csv
 from .cells import METRICS_FILE, Cell, point_dir
+from .eval import PER_SAMPLE_FILE, PER_SEED_FILE
 
 FORMAT = "mogsim-cifar-optimal-gap"
 SUMMARY_FILE = "summary.json"
@@ -85,9 +90,21 @@ class PointResult:
     metrics: dict[str, Any]
     final: bool
 
+    @property
+    def has_samples(self) -> bool:
+        """Whether the samples are stored (not when only ``per_seed.npz`` came back from another machine)."""
+        return (self.folder / PER_SAMPLE_FILE).is_file()
+
     def arrays(self, *names: str) -> list[np.ndarray]:
-        with np.load(self.folder / "per_sample.npz") as z:
-            return [z[name] for name in names]
+        """Stored per-seed arrays (or samples) of this point: from ``per_sample.npz``, else ``per_seed.npz``."""
+        for file in (PER_SAMPLE_FILE, PER_SEED_FILE):
+            if (self.folder / file).is_file():
+                with np.load(self.folder / file) as z:
+                    if all(name in z.files for name in names):
+                        return [z[name] for name in names]
+        raise InputError(f"out: {self.folder} has metrics.json but no {PER_SAMPLE_FILE} or {PER_SEED_FILE} with "
+                         f"{', '.join(names)}; copy that file back beside it, or move the cell out of the folder",
+                         parameter="out")
 
 
 def read_results(out: Path, cells: Sequence[Cell], key: str) -> list[PointResult]:
@@ -135,7 +152,7 @@ def cross_rp(results: Sequence[PointResult], backend: Similarity, *, level: floa
     """RP between widths (pairs of networks at equal N, seed, images) and between training seeds (pairs of seeds at
     equal N, network, images), with per-seed similarities (keyed ``<kind>/<n>/<images>/<a>/<b>``)."""
     groups: dict[tuple[Any, ...], list[PointResult]] = defaultdict(list)
-    for r in results:
+    for r in (r for r in results if r.has_samples):
         groups[("widths", r.cell.n, r.images, r.cell.seed)].append(r)
         groups[("seeds", r.cell.n, r.images, r.cell.net)].append(r)
     rows, per_seed = [], {}
@@ -486,7 +503,7 @@ def write_sample_grids(out: Path, results: Sequence[PointResult]) -> dict[str, A
     """``sample_grids.png``: for up to :data:`GRID_NS` N (smallest to largest), the samples of the cell trained
     longest (then the widest network) at its last point (one row) above the empirical optimum's from the same seeds
     (the next row)."""
-    last = last_points(results)
+    last = last_points([r for r in results if r.has_samples])
     if not last:
         return None
     by_n: dict[int, PointResult] = {}

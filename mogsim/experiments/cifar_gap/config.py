@@ -301,6 +301,9 @@ def deviations(config: GapConfig, train: TrainConfig, profile: str) -> list[str]
                    "128 and 256)")
     if train.precond != "vp":
         out.append(f"{train.precond} preconditioning (the paper: VP)")
+    if train.precision != "fp32":
+        out.append(f"training arithmetic {train.precision} (the paper: float32); every evaluation runs the EMA "
+                   "net in float32 without TF32")
     if train.batch != 128 or train.lr != 1e-3:
         out.append(f"batch {train.batch}, lr {train.lr:g} (the paper: 128, 1e-3)")
     out.append(f"learning-rate warm-up {train.lr_warmup_images:g} images, dropout and augmentation as configured "

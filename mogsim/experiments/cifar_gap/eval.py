@@ -237,6 +237,10 @@ def sample_in_batches(denoiser: Denoise, noise: torch.Tensor, settings: CellEval
     return torch.cat(parts)
 
 
+#: Files of an evaluation point: every per-seed array with the samples, and the per-seed arrays alone.
+PER_SAMPLE_FILE, PER_SEED_FILE = "per_sample.npz", "per_seed.npz"
+
+
 @dataclass
 class CellEvaluation:
     """What :func:`evaluate_cell` returns: JSON-ready ``metrics`` (every number a report prints), per-seed arrays
@@ -250,13 +254,16 @@ class CellEvaluation:
     loss_batch: dict[str, np.ndarray] = field(default_factory=dict)
 
     def save(self, folder: str | os.PathLike, *, optimum_rows: int | None = None) -> list[Path]:
-        """Write ``per_sample.npz`` (per-seed arrays, samples, loss batch), ``per_sigma.csv`` and, last,
-        ``metrics.json`` into ``folder``, each atomically, so a folder holding ``metrics.json`` is complete; returns
-        the paths. ``optimum_rows`` keeps only the optimum's first samples (they are cached per subset anyway)."""
+        """Write ``per_sample.npz`` (per-seed arrays, samples, loss batch), ``per_seed.npz`` (the same without the
+        samples: a few KiB that travel with the results where the samples do not, so that cells from several
+        machines can be merged), ``per_sigma.csv`` and, last, ``metrics.json`` into ``folder``, each atomically, so a
+        folder holding ``metrics.json`` is complete; returns the paths. ``optimum_rows`` keeps only the optimum's
+        first samples (they are cached per subset anyway)."""
         out = Path(folder)
         optimum = self.optimum_samples if optimum_rows is None else self.optimum_samples[:optimum_rows]
-        return [write_npz(out / "per_sample.npz", **self.per_sample, samples=self.samples, optimum_samples=optimum,
-                          **{f"loss_batch_{k}": v for k, v in self.loss_batch.items()}),
+        per_seed = {**self.per_sample, **{f"loss_batch_{k}": v for k, v in self.loss_batch.items()}}
+        return [write_npz(out / PER_SAMPLE_FILE, **per_seed, samples=self.samples, optimum_samples=optimum),
+                write_npz(out / PER_SEED_FILE, **per_seed),
                 write_csv(out / "per_sigma.csv", self.per_sigma),
                 write_json(out / "metrics.json", self.metrics)]
 
