@@ -21,6 +21,7 @@ from mogsim.experiments.score_match import (ScoreMatchConfig, SweepConfig, evalu
 from mogsim.nets import MLP, PreconditionedDenoiser
 from mogsim.runs import RunFolder, load_checkpoint, read_csv
 from mogsim.training import RuntimeOptions, Trainer
+from members import trainers_alone
 
 #: A configuration small enough for a CPU test (the defaults are the real experiment's); no cost cap, so the time
 #: axis evaluates every scheduled step whatever the machine's speed.
@@ -502,16 +503,7 @@ def test_unet_cells_of_a_group_train_as_they_would_alone():
     assert recipe.net["family"] == "unet-vector" and "members" not in training_config(cfgs[:1]).net["kwargs"]
     quiet = RuntimeOptions(progress="none", log_every=2, checkpoint_every=0)
     group = Trainer(recipe, sets, runtime=quiet)
-    alone = []
-    for m, cfg in enumerate(cfgs):
-        one = Trainer(training_config([cfg]), [sets[m]], runtime=quiet)
-        with torch.no_grad():
-            for dst, src in zip(one.net.parameters(), group.net.member(m).parameters()):
-                dst.copy_(src)
-            for dst, src in zip(one.ema.module.parameters(), group.ema.module.member(m).parameters()):
-                dst.copy_(src)
-        one.batch_for_step = (lambda step, m=m: tuple(t[m:m + 1] for t in group.batch_for_step(step)))
-        alone.append(one)
+    alone = trainers_alone(group, [training_config([c]) for c in cfgs], sets, quiet)
     for step in range(4):
         loss_group, _ = group.train_step(step)
         for m, one in enumerate(alone):
