@@ -376,6 +376,7 @@ def collapse_figure(result: Mapping[str, Any], over_time: Sequence[Mapping[str, 
                   ("(d) pooled GL along training time", "$N_k / d$", "GL (mean over d)")]
         for ax, (name, xlabel, ylabel) in zip(axes.flat, titles):
             ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.set_ylim(-0.05, 1.05)
             ax.set_title(name)
             ax.set_xlabel(xlabel)

@@ -28,20 +28,23 @@ CELLS=24            # 4 values of d x 6 values of N_k / d
 GROUPS=3            # 8 members per group
 FIXED=160           # s: startup 15, per group 30 (plans, capture, final judgement, 8 cells' evaluation,
                     # checkpoints), combined results and figures 15, safety 40
-AXIS=1.25           # training time x (1 + the time axis's evaluation cap, 0.25)
+AXIS=1.4            # training time x (1 + the time axis's evaluation cap, 0.4: 5 intermediate points of 8 members,
+                    # about 5 s each if one member's judgement takes 0.6 s, half the pilot's 1.2 s full evaluation)
 RESERVE_COMBINE=45  # s kept after the sweep's time limit: combined results, figures, packing
 RESERVE_KILL=12     # s: `timeout` interrupts the sweep this long before the end; packing follows
 
 if [ "$MODE" = "--quick" ]; then
   WORK=$(mktemp -d /tmp/molrg-grid.XXXXXX)
   STEPS=24
-  ARGS=(--device cpu --width 8 --batch 16 --eval-queries 16 --sample-seeds 16 --sampler-steps 6 --eval-cost-cap 1e6)
+  CAP=1e6   # every point of the time axis, whatever this CPU's speed
+  ARGS=(--device cpu --width 8 --batch 16 --eval-queries 16 --sample-seeds 16 --sampler-steps 6)
 else
   WORK=/tmp/molrg-grid
   # checkpoints (0.5 GB per group of 8, one kept, ~17 written per group) in memory when /dev/shm has room
   SHM_GB=$(df -B1G --output=avail /dev/shm 2>/dev/null | tail -1 | tr -d ' ')
   [ -w /dev/shm ] && [ "${SHM_GB:-0}" -ge 4 ] 2>/dev/null && WORK=/dev/shm/molrg-grid
   STEPS=$(python3 -c "print(max(50, int(($BUDGET - $FIXED) / $AXIS * $RATE / ($CELLS * 512)) // 50 * 50))")
+  CAP=0.4
   ARGS=(--device cuda --width 64 --batch 512)
 fi
 LIMIT_MIN=$(python3 -c "print(round(max(0.1, ($BUDGET - $(elapsed) - $RESERVE_COMBINE - 10) / 60), 3))")
@@ -54,7 +57,7 @@ echo "plan: $CELLS models x $STEPS steps x 512 = $(( STEPS * 512 )) images per m
      "that is $(( CELLS * STEPS * 512 / RATE )) s of training; sweep time limit $LIMIT_MIN min"
 timeout -s INT $(( BUDGET - RESERVE_KILL - $(elapsed) )) python3 scripts/score_match_sweep.py "${ARGS[@]}" \
   --arch unet --components 2 --dim 48 --ranks 3,4,5,6 --nk-over-d 4,8,16,32,64,128 --seeds 0 \
-  --steps "$STEPS" --lr 1e-3 --group-size 8 --eval-steps 8 --no-report \
+  --steps "$STEPS" --lr 1e-3 --group-size 8 --eval-steps 6 --eval-cost-cap "$CAP" --no-report \
   --out "$WORK" --export "$WORK/export" --time-limit "$LIMIT_MIN"
 echo "sweep rc $? at $(elapsed) s"
 python3 - "$WORK" <<'EOF'

@@ -207,7 +207,7 @@ def training_config(cfgs: Sequence[ScoreMatchConfig]) -> TrainConfig:
         raise InputError(f"cfgs: members trained together must share {', '.join(shared)}", parameter="cfgs")
     if first.arch == "mlp":
         net = network_config("mlp", (first.dim,), width=first.width, depth=first.depth, members=len(cfgs))
-    else:  # one member: the plain UNet (its config records no member count, as before members existed)
+    else:  # a MemberList of M UNets; one member is the plain UNet (its config records no member count, as before)
         net = network_config("unet-vector", (first.dim,), image_shape=(first.dim // 16, 4, 4),
                              model_channels=first.width, members=len(cfgs) if len(cfgs) > 1 else None)
     seeds = [c.seeds()["training"] for c in cfgs]
