@@ -36,16 +36,18 @@ RESERVE_KILL=12     # s: `timeout` interrupts the sweep this long before the end
 if [ "$MODE" = "--quick" ]; then
   WORK=$(mktemp -d /tmp/molrg-grid.XXXXXX)
   STEPS=24
+  BATCH=16
   CAP=1e6   # every point of the time axis, whatever this CPU's speed
-  ARGS=(--device cpu --width 8 --batch 16 --eval-queries 16 --sample-seeds 16 --sampler-steps 6)
+  ARGS=(--device cpu --width 8 --batch $BATCH --eval-queries 16 --sample-seeds 16 --sampler-steps 6)
 else
   WORK=/tmp/molrg-grid
   # checkpoints (0.5 GB per group of 8, one kept, ~17 written per group) in memory when /dev/shm has room
   SHM_GB=$(df -B1G --output=avail /dev/shm 2>/dev/null | tail -1 | tr -d ' ')
   [ -w /dev/shm ] && [ "${SHM_GB:-0}" -ge 4 ] 2>/dev/null && WORK=/dev/shm/molrg-grid
-  STEPS=$(python3 -c "print(max(50, int(($BUDGET - $FIXED) / $AXIS * $RATE / ($CELLS * 512)) // 50 * 50))")
+  BATCH=512
+  STEPS=$(python3 -c "print(max(50, int(($BUDGET - $FIXED) / $AXIS * $RATE / ($CELLS * $BATCH)) // 50 * 50))")
   CAP=0.4
-  ARGS=(--device cuda --width 64 --batch 512)
+  ARGS=(--device cuda --width 64 --batch $BATCH)
 fi
 LIMIT_MIN=$(python3 -c "print(round(max(0.1, ($BUDGET - $(elapsed) - $RESERVE_COMBINE - 10) / 60), 3))")
 {
@@ -53,8 +55,8 @@ echo "== unet-molrg-grid: mode $MODE, budget $BUDGET s, work folder $WORK"
 echo "commit ${MOGSIM_GIT_COMMIT:-unknown}; $(date -u)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-echo "plan: $CELLS models x $STEPS steps x 512 = $(( STEPS * 512 )) images per model; at an assumed $RATE images/s" \
-     "that is $(( CELLS * STEPS * 512 / RATE )) s of training; sweep time limit $LIMIT_MIN min"
+echo "plan: $CELLS models x $STEPS steps x $BATCH = $(( STEPS * BATCH )) images per model; at an assumed $RATE" \
+     "images/s (GPU) that is $(( CELLS * STEPS * BATCH / RATE )) s of training; sweep time limit $LIMIT_MIN min"
 timeout -s INT $(( BUDGET - RESERVE_KILL - $(elapsed) )) python3 scripts/score_match_sweep.py "${ARGS[@]}" \
   --arch unet --components 2 --dim 48 --ranks 3,4,5,6 --nk-over-d 4,8,16,32,64,128 --seeds 0 \
   --steps "$STEPS" --lr 1e-3 --group-size 8 --eval-steps 6 --eval-cost-cap "$CAP" --no-report \
