@@ -562,3 +562,13 @@ def test_cli_bad_n_axes_give_one_line_errors(args, needle, capsys, tmp_path):
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("mogsim: error:") and needle in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_group_that_finished_training_is_evaluated_past_the_deadline(tmp_path):
+    """One step per cell and a deadline already passed: the first group still trains its one step (a launch makes
+    at least one) and, trained, is judged and recorded (seconds; its training is what cost the time); the sweep
+    then stops before the next group."""
+    sweep = SweepConfig(base=replace(UNET, steps=1, eval_steps=1), ranks=(1, 2), nk_over_d=(2,), group_size=1)
+    part = run_sweep(sweep, tmp_path, device="cpu", deadline=0.0, report=False)
+    assert not part.complete and part.cells_done == 1 and len(sweep.groups()) == 2
+    assert run_sweep(sweep, tmp_path, device="cpu", report=False).cells_done == 2
