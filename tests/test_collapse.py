@@ -92,3 +92,25 @@ def test_the_collapse_figure_draws(tmp_path):
     fig.savefig(tmp_path / "c.png", dpi=60)
     assert (tmp_path / "c.png").stat().st_size > 1000
     collapse_figure(collapse(rows, 2)).savefig(tmp_path / "no_time.pdf")  # without a time axis
+
+
+def test_paper_2_claims_are_judged_by_their_stated_rule():
+    """One curve for every d: yes; curves that follow N alone (crossings a factor d_max / d_min = 2 apart): no;
+    one d that never reaches 0.9: partly; fewer than two crossings: not judged. Where GL reaches 0.9 is reported,
+    never judged."""
+    from mogsim.experiments.score_match.claims import collapse_claims
+
+    curve = [0.0, 0.1, 0.4, 0.8, 1.0, 1.0]
+    same = collapse_claims(collapse(table({3: curve, 6: curve}), 2), 4.1e5)
+    assert [c["agrees"] for c in same] == ["yes", "not judged"]
+    assert "45.3" in same[1]["measured"] and "0.41 Mimg" in same[1]["measured"] and "1.41" in same[0]["basis"]
+
+    def gl_at(n: float) -> float:
+        return float(np.clip((math.log2(n) - 4) / 6, 0, 1))
+
+    by_n = collapse_claims(collapse(table({d: [gl_at(2 * r * d) for r in RATIOS] for d in (3, 6)}), 2), None)
+    assert by_n[0]["agrees"] == "no" and "max / min 2 " in by_n[0]["measured"]
+    short = [0.0, 0.0, 0.1, 0.2, 0.5, 0.6]
+    assert collapse_claims(collapse(table({3: curve, 4: curve, 6: short}), 2), None)[0]["agrees"] == "partly"
+    assert collapse_claims(collapse(table({3: curve, 6: short}), 2), None)[0]["agrees"] == "not judged"
+    assert collapse_claims(collapse([], 2), None) == []

@@ -47,7 +47,7 @@ from ...progress import silent
 from ...provenance import provenance
 from ...io import write_json
 from ...runs import RunFolder, make_folder, read_csv, write_csv
-from .claims import paper_claims
+from .claims import collapse_claims, paper_claims
 from .config import ScoreMatchConfig, SweepConfig, training_config
 from .evaluation import build_plan
 from .run import METRICS_FILE, RUN_KIND, finish_cell, launch_record, make_problem, write_report
@@ -280,10 +280,11 @@ def write_combined(sweep: SweepConfig, root: RunFolder, device: torch.device, ro
     write_csv(root.file("sweep_per_sigma.csv"), per_sigma)
     write_csv(root.file("sweep_time.csv"), time_rows)
     if sweep.nk_over_d is not None:
-        found_collapse = write_collapse(root.path, summary, [*time_rows, *_unfinished_time_rows(root.path, rows)])
-        summary["collapse"] = {"file": COLLAPSE_JSON, "level": found_collapse["final"]["level"],
-                               "crossing_per_d": {d: c["crossing"] for d, c in found_collapse["final"]["per_d"].items()},
-                               "crossing_pooled": (found_collapse["final"]["pooled"] or {}).get("crossing")}
+        final = write_collapse(root.path, summary, [*time_rows, *_unfinished_time_rows(root.path, rows)])["final"]
+        summary["paper_claims"] += collapse_claims(final, summary["budget"]["samples_seen_per_model"])
+        summary["collapse"] = {"file": COLLAPSE_JSON, "level": final["level"],
+                               "crossing_per_d": {d: c["crossing"] for d, c in final["per_d"].items()},
+                               "crossing_pooled": (final["pooled"] or {}).get("crossing")}
     summary["figures"] = draw_sweep(root.path, summary, time_rows) if rows else "no finished cells yet"
     root.write_json(SWEEP_METRICS, summary)
     if report and rows:
