@@ -114,3 +114,18 @@ def test_paper_2_claims_are_judged_by_their_stated_rule():
     assert collapse_claims(collapse(table({3: curve, 4: curve, 6: short}), 2), None)[0]["agrees"] == "partly"
     assert collapse_claims(collapse(table({3: curve, 6: short}), 2), None)[0]["agrees"] == "not judged"
     assert collapse_claims(collapse([], 2), None) == []
+
+
+def test_an_untrained_net_has_gl_one_and_the_collapse_is_not_judged_on_it():
+    """Degenerate input: a net that has learned nothing copies nothing (GL = 1 everywhere) and puts no sample on a
+    subspace. GL is 'below_range' (past 0.9 from the start) and the collapse claim is not judged."""
+    from mogsim.experiments.score_match.claims import collapse_claims
+
+    rows = [{**r, "on_subspace_fraction_net": "0.0"} for r in table({3: [1.0] * 6, 6: [1.0] * 6})]
+    found = collapse(rows, 2)
+    assert all(c["status"] == "below_range" and c["on_subspace_where_reached"] == 0.0 for c in found["per_d"].values())
+    claim = collapse_claims(found, None)[0]
+    assert claim["agrees"] == "not judged" and "d = 3, 6" in claim["measured"]
+    # the same GL curves with data-like samples where GL reaches 0.9 are judged
+    curve = [0.0, 0.1, 0.4, 0.8, 1.0, 1.0]
+    assert collapse_claims(collapse(table({3: curve, 6: curve}), 2), None)[0]["agrees"] == "yes"

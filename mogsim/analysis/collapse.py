@@ -13,6 +13,11 @@ From a sweep table alone (rows with ``rank`` = d, ``n`` = N, ``seed``, ``copy_fr
   reached" when no grid point reaches it, "below range" when the smallest already does. **Pooled**: the same on
   the mean over d (and seeds) of GL at each N_k / d; the collapse claim is that the per-d crossings agree with it.
 
+**GL alone cannot tell generalization from not having learned**: an untrained net copies nothing (GL = 1) and
+puts no sample on a subspace. Each curve therefore also reports the on-subspace fraction at the first grid point
+where GL reaches the level (``on_subspace_where_reached``); the collapse claim is judged only where that is at
+least 1/2 (:func:`mogsim.experiments.score_match.claims.collapse_claims`).
+
 Rows of a training-time axis (with ``step``) give the same per evaluated step, so GL can be read against images
 seen (``step * batch``). Everything is JSON-ready.
 """
@@ -65,9 +70,11 @@ def _curve(points: Sequence[Mapping[str, float]], level: float) -> dict[str, Any
     found = crossing(xs, gl, level, "up")
     status = {"crossed": "crossed", "below_range": "below_range", "above_range": "not_reached"}.get(
         found["status"], found["status"])
+    reached = next((i for i, g in enumerate(gl) if g >= level), None)
     return {"nk_over_d": xs, "gl": gl, "on_subspace": sub, "models": [len(by_x[x]) for x in xs],
             "crossing": found["n_star"], "status": status, "monotone": found["monotone"],
-            "all_crossings": found["crossings"]}
+            "all_crossings": found["crossings"],
+            "on_subspace_where_reached": None if reached is None else sub[reached]}
 
 
 def collapse(rows: Sequence[Row], components: int, *, level: float = GL_LEVEL) -> dict[str, Any]:
