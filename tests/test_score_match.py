@@ -536,7 +536,8 @@ def test_unet_sweep_over_nk_over_d_groups_resumes_and_writes_the_collapse(tmp_pa
     assert set(found["final"]["per_d"]) == {"1", "2"} and found["final"]["pooled"]["nk_over_d"] == [2.0, 4.0]
     assert [e["images_seen"] for e in found["over_time"]] == [s * UNET.batch for s in UNET.eval_schedule()]
     summary = json.loads((done.path / "sweep_metrics.json").read_text())
-    assert summary["collapse"]["file"] == "sweep_collapse.json" and set(summary["collapse"]["crossing_per_d"]) == {"1", "2"}
+    assert summary["collapse"]["file"] == "sweep_collapse.json"
+    assert set(summary["collapse"]["crossing_per_d"]) == {"1", "2"}
     assert {"sweep_collapse.png", "sweep_collapse.pdf"} <= {p.name for p in done.path.iterdir()}
 
 

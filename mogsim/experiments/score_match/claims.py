@@ -33,7 +33,8 @@ REPRODUCE = ("In the generalization regime the same noise gives the same sample 
 TIME = ("The training time needed to memorize grows linearly with N, the time needed to generalize barely depends on "
         "N (Bonnaire et al., NeurIPS 2025).")
 WANG = "Wang et al. (arXiv 2409.02426), Fig. 5a"
-COLLAPSE = f"GL of a UNet trained on MoLRG, plotted against N_k / d, is one curve for every subspace dimension d ({WANG})."
+COLLAPSE = (f"GL of a UNet trained on MoLRG, plotted against N_k / d, is one curve for every subspace dimension d "
+            f"({WANG}).")
 CROSSING = (f"GL reaches about 0.9 at N_k / d of about 50 to 60 ({WANG}; K = 2, n = 48, about 6 Mimg of training per "
             "model).")
 #: GL counts as generalization only where at least this fraction of the samples lies on a subspace.

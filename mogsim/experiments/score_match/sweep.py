@@ -5,8 +5,8 @@ The cells (width, r, N, seed) share every other setting of a base :class:`ScoreM
 training recipe (width, steps) are trained together as the members of one model (up to ``group_size`` members each;
 0 = all of them), which keeps a GPU busy: a batched MLP, or a MemberList of UNets (one CUDA graph per member, on its
 own stream). Each member trains exactly as a model alone would (own data, own loss, own gradient clipping,
-element-wise Adam) but draws its random numbers and initial weights from the group's shared generator. Every group is judged along training time
-(:mod:`.timeline`).
+element-wise Adam) but draws its random numbers and initial weights from the group's shared generator. Every group
+is judged along training time (:mod:`.timeline`).
 
 **Shards.** ``shard = (i, M)`` makes this process train only the groups g with ``g % M == i``: M processes (one
 per GPU, say) share the grid without talking to each other. Groups never depend on M, so the cells come out exactly
