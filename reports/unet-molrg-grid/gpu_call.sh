@@ -25,8 +25,7 @@ elapsed() { echo $(( $(date +%s) - START )); }
 
 RATE=50000          # images/s, all members together (assumed, conservative)
 CELLS=24            # 4 values of d x 6 values of N_k / d
-GROUPS=3            # 8 members per group
-FIXED=160           # s: startup 15, per group 30 (plans, capture, final judgement, 8 cells' evaluation,
+FIXED=160           # s: startup 15, per group of 8 (3 groups) 30 (plans, capture, final judgement, 8 cells' evaluation,
                     # checkpoints), combined results and figures 15, safety 40
 AXIS=1.4            # training time x (1 + the time axis's evaluation cap, 0.4: 5 intermediate points of 8 members,
                     # about 5 s each if one member's judgement takes 0.6 s, half the pilot's 1.2 s full evaluation)
