@@ -9,8 +9,10 @@ later with ``--redraw``). Run from the repository root::
         --time-limit 4.1 --no-report
 
 Re-running the same command resumes (finished groups and cells are reused; an interrupted training continues from
-its last checkpoint). ``--export DIR`` copies the combined results, at most 7 files, into DIR. ``--redraw DIR``
-draws ``sweep_fig5.png`` and ``sweep_time.png`` from the ``sweep_metrics.json`` and ``sweep_time.csv`` in DIR;
+its last checkpoint). ``--export DIR`` copies the combined results, at most 11 files, into DIR. ``--redraw DIR``
+draws ``sweep_fig5.png`` and ``sweep_time.png`` from the ``sweep_metrics.json`` and ``sweep_time.csv`` in DIR (and,
+for a sweep over ``--nk-over-d``, paper 2's collapse: ``sweep_collapse.json`` and ``.csv`` when missing, and
+``sweep_collapse.png`` and ``.pdf``);
 ``mogsim report DIR`` writes the PDF report where reportlab is installed. ``--help`` lists every option. Exit status: 0 done, 3 stopped at the time limit (re-run to resume), 2 bad input.
 """
 

@@ -18,6 +18,7 @@ from mogsim.runs import RunFolder, load_checkpoint
 from mogsim.training import (Budget, DistContext, RuntimeOptions, TrainConfig, Trainer, load_trained_denoiser,
                              train_run)
 from mogsim.training.execution import COMPILE_AFTER_S, Execution, compile_choice, graph_choice
+from members import trainers_alone
 
 SHAPE = (3, 8, 8)
 QUIET = RuntimeOptions(progress="none", log_every=2, checkpoint_every=0)
@@ -63,16 +64,7 @@ def test_unet_members_train_exactly_as_models_trained_alone():
     member is its own module, backpropagated on its own; Adam and the EMA are element-wise)."""
     sets = [images(5, 0), images(7, 1), images(6, 2)]
     both = Trainer(config(3, sigma_data=(0.5, 0.8, 1.2), grad_clip=0.05), sets, runtime=QUIET)
-    alone = []
-    for m in range(3):
-        one = Trainer(config(1, sigma_data=((0.5, 0.8, 1.2)[m],), grad_clip=0.05), [sets[m]], runtime=QUIET)
-        with torch.no_grad():
-            for dst, src in zip(one.net.parameters(), both.net.member(m).parameters()):
-                dst.copy_(src)
-            for dst, src in zip(one.ema.module.parameters(), both.ema.module.member(m).parameters()):
-                dst.copy_(src)
-        one.batch_for_step = (lambda step, m=m: tuple(t[m:m + 1] for t in both.batch_for_step(step)))
-        alone.append(one)
+    alone = trainers_alone(both, [config(1, sigma_data=(sd,), grad_clip=0.05) for sd in (0.5, 0.8, 1.2)], sets, QUIET)
     for step in range(6):
         loss_both, norm_both = both.train_step(step)
         for m, one in enumerate(alone):

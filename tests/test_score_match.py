@@ -21,6 +21,7 @@ from mogsim.experiments.score_match import (ScoreMatchConfig, SweepConfig, evalu
 from mogsim.nets import MLP, PreconditionedDenoiser
 from mogsim.runs import RunFolder, load_checkpoint, read_csv
 from mogsim.training import RuntimeOptions, Trainer
+from members import trainers_alone
 
 #: A configuration small enough for a CPU test (the defaults are the real experiment's); no cost cap, so the time
 #: axis evaluates every scheduled step whatever the machine's speed.
@@ -484,3 +485,91 @@ def test_the_sweep_script_runs_without_typer_rich_or_matplotlib(tmp_path):
     assert "2/2 cells done" in proc.stdout and "training group 1/1" in proc.stderr
     summary = json.loads(next(tmp_path.glob("sweep_*/sweep_metrics.json")).read_text())
     assert summary["figures"].startswith("not drawn") and "--redraw" in summary["figures"]
+
+
+# -- UNet cells as the members of one model; paper 2's N_k / d axis ----------------------------------------------------
+UNET = replace(TINY, arch="unet", dim=16, width=8, steps=8, batch=8, eval_steps=2)
+
+
+def test_unet_cells_of_a_group_train_as_they_would_alone():
+    """Mirrors the MLP's member test (test_member_axis.py) through the score-match recipe: a 2-member UNet group
+    (different ranks, so different sigma_data and data) and two one-member trainers started from the members'
+    weights and fed the same rows of every step's draws have the same losses, weights, EMA and Adam moments
+    (bitwise on the CPU: each member is its own module, Adam and the EMA are element-wise)."""
+    cfgs = [replace(UNET, rank=1, num_train=4), replace(UNET, rank=2, num_train=8)]
+    sets = [make_problem(c)[1].float() for c in cfgs]
+    recipe = training_config(cfgs)
+    assert recipe.members == 2 and recipe.sigma_data == tuple(c.sigma_data for c in cfgs)
+    assert recipe.net["family"] == "unet-vector" and "members" not in training_config(cfgs[:1]).net["kwargs"]
+    quiet = RuntimeOptions(progress="none", log_every=2, checkpoint_every=0)
+    group = Trainer(recipe, sets, runtime=quiet)
+    alone = trainers_alone(group, [training_config([c]) for c in cfgs], sets, quiet)
+    for step in range(4):
+        loss_group, _ = group.train_step(step)
+        for m, one in enumerate(alone):
+            assert torch.equal(loss_group[m:m + 1], one.train_step(step)[0])
+    for m, one in enumerate(alone):
+        for a, b in zip(one.net.parameters(), group.net.member(m).parameters()):
+            assert torch.equal(a, b)
+        for a, b in zip(one.ema.module.parameters(), group.ema.module.member(m).parameters()):
+            assert torch.equal(a, b)
+
+
+def test_unet_sweep_over_nk_over_d_groups_resumes_and_writes_the_collapse(tmp_path):
+    sweep = SweepConfig(base=UNET, ranks=(1, 2), nk_over_d=(2, 4), seeds=(0,))
+    assert sweep.group_size == 8 and SweepConfig(base=TINY, ranks=(1,)).group_size == 0  # the defaults per arch
+    assert [(c.rank, c.num_train) for c in sweep.cells()] == [(1, 4), (1, 8), (2, 8), (2, 16)]  # N = K * v * r
+    assert sweep.resolved(CPU)["nk_over_d"] == [2, 4] and sweep.resolved(CPU)["train_sizes"] == [4, 8, 16]
+    assert "nk_over_d" not in SweepConfig(base=TINY, ranks=(1,)).resolved(CPU)  # earlier sweeps keep their keys
+    two = replace(sweep, group_size=2)
+    assert [len(g) for g in two.groups()] == [2, 2]
+    straight = run_sweep(two, tmp_path / "straight", device="cpu", report=False)
+    part = run_sweep(two, tmp_path / "cut", device="cpu", deadline=0.0, report=False)
+    assert not part.complete and part.cells_done == 0
+    stopped = json.loads((part.path / "sweep_collapse.json").read_text())
+    assert stopped["cells_only_on_the_time_axis"] == 2 and [e["step"] for e in stopped["over_time"]] == [1]
+    done = run_sweep(two, tmp_path / "cut", device="cpu", report=False)
+    assert done.complete and done.cells_done == 4
+    for name in ("sweep_table.csv", "sweep_time.csv", "sweep_collapse.csv"):
+        assert read_csv(done.path / name) == read_csv(straight.path / name), name
+    found = json.loads((done.path / "sweep_collapse.json").read_text())
+    assert set(found["final"]["per_d"]) == {"1", "2"} and found["final"]["pooled"]["nk_over_d"] == [2.0, 4.0]
+    assert [e["images_seen"] for e in found["over_time"]] == [s * UNET.batch for s in UNET.eval_schedule()]
+    summary = json.loads((done.path / "sweep_metrics.json").read_text())
+    assert summary["collapse"]["file"] == "sweep_collapse.json"
+    assert set(summary["collapse"]["crossing_per_d"]) == {"1", "2"}
+    assert {"sweep_collapse.png", "sweep_collapse.pdf"} <= {p.name for p in done.path.iterdir()}
+
+
+@pytest.mark.parametrize("change, option", [
+    (dict(nk_over_d=(4, 8), train_sizes=(16, 32)), "train_sizes and nk_over_d"),
+    (dict(nk_over_d=(4, 4)), "nk_over_d=4,4"),
+    (dict(nk_over_d=(0,)), "nk_over_d"),
+    (dict(nk_over_d=()), "nk_over_d"),
+    (dict(group_size=-1), "group_size"),
+])
+def test_sweep_rejects_bad_n_axes(change, option):
+    with pytest.raises(InputError, match=option):
+        SweepConfig(base=UNET, ranks=(1,), **change)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--sweep", "--nk-over-d", "4,x"], "--nk-over-d"),
+    (["--nk-over-d", "4,8"], "--nk-over-d"),
+    (["--sweep", "--nk-over-d", "4,8", "--ns", "16,32"], "--nk-over-d"),
+])
+def test_cli_bad_n_axes_give_one_line_errors(args, needle, capsys, tmp_path):
+    code, _, err = _cli(["score-match", "--out", str(tmp_path / "o"), *args], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("mogsim: error:") and needle in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_group_that_finished_training_is_evaluated_past_the_deadline(tmp_path):
+    """One step per cell and a deadline already passed: the first group still trains its one step (a launch makes
+    at least one) and, trained, is judged and recorded (seconds; its training is what cost the time); the sweep
+    then stops before the next group."""
+    sweep = SweepConfig(base=replace(UNET, steps=1, eval_steps=1), ranks=(1, 2), nk_over_d=(2,), group_size=1)
+    part = run_sweep(sweep, tmp_path, device="cpu", deadline=0.0, report=False)
+    assert not part.complete and part.cells_done == 1 and len(sweep.groups()) == 2
+    assert run_sweep(sweep, tmp_path, device="cpu", report=False).cells_done == 2

@@ -328,6 +328,69 @@ def phase_figure(rows: Sequence[Mapping[str, Any]], analysis: Mapping[str, Any] 
     return fig
 
 
+def collapse_figure(result: Mapping[str, Any], over_time: Sequence[Mapping[str, Any]] = (), title: str = "") -> Figure:
+    """Paper 2's Fig. 5a from :func:`mogsim.analysis.collapse` (``result``) and
+    :func:`~mogsim.analysis.collapse_over_time`: (a) GL against N, one curve per d (no collapse expected); (b) GL
+    against N_k / d, per d and pooled (black), the level dotted and the crossings dashed; (c) the fraction of
+    samples on a true subspace against N_k / d; (d) the pooled GL against N_k / d at each evaluated training step,
+    coloured by the images seen per model."""
+    import matplotlib as mpl
+
+    with print_style():
+        fig = Figure(figsize=(6.9, 5.4))
+        fig.subplots_adjust(left=0.085, right=0.99, bottom=0.08, top=0.9 if title else 0.96, wspace=0.24,
+                            hspace=0.38)
+        axes = fig.subplots(2, 2)
+        k, level = int(result["components"]), float(result["level"])
+        per_d = result["per_d"]
+        colors = {d: f"C{i}" for i, d in enumerate(per_d)}
+        for d, curve in per_d.items():
+            x = np.asarray(curve["nk_over_d"], dtype=float)
+            sub = np.array([np.nan if v is None else v for v in curve["on_subspace"]], dtype=float)
+            axes[0, 0].plot(k * int(d) * x, curve["gl"], "-o", color=colors[d], label=f"d = {d}")
+            axes[0, 1].plot(x, curve["gl"], "-o", color=colors[d], label=f"d = {d}")
+            axes[1, 0].plot(x, sub, "-o", color=colors[d], label=f"d = {d}")
+            if curve["status"] == "crossed":
+                axes[0, 1].axvline(curve["crossing"], color=colors[d], ls="--", lw=0.7)
+        pooled = result.get("pooled")
+        if pooled:
+            axes[0, 1].plot(pooled["nk_over_d"], pooled["gl"], "-", color="k", lw=1.6, label="pooled")
+            if pooled["status"] == "crossed":
+                axes[0, 1].axvline(pooled["crossing"], color="k", ls="--", lw=1.0)
+        steps = [entry for entry in over_time if entry.get("pooled")]
+        if steps:
+            seen = [float(e["images_seen"]) for e in steps]
+            norm = mpl.colors.LogNorm(vmin=min(seen), vmax=max(max(seen), min(seen) * 1.0001))
+            cmap = mpl.colormaps["viridis"]
+            for e in steps:
+                axes[1, 1].plot(e["pooled"]["nk_over_d"], e["pooled"]["gl"], "-o", ms=2,
+                                color=cmap(norm(float(e["images_seen"]))))
+            bar = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[1, 1], pad=0.02)
+            bar.set_label("images seen per model")
+        else:
+            axes[1, 1].text(0.5, 0.5, "no training-time axis", ha="center", va="center",
+                            transform=axes[1, 1].transAxes)
+        titles = [("(a) GL against N", "N (training samples)", "GL"),
+                  (f"(b) GL against $N_k/d$; dashed: where GL reaches {level:g}", "$N_k / d$", "GL"),
+                  ("(c) samples on a true subspace", "$N_k / d$", "fraction of samples"),
+                  ("(d) pooled GL along training time", "$N_k / d$", "GL (mean over d)")]
+        for ax, (name, xlabel, ylabel) in zip(axes.flat, titles):
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set_ylim(-0.05, 1.05)
+            ax.set_title(name)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.grid(True, which="major", alpha=0.3)
+            ax.minorticks_off()
+            if ax is not axes[1, 0]:
+                ax.axhline(level, color="0.5", ls=":", lw=0.7)
+        axes[0, 1].legend(loc="best")
+        if title:
+            fig.suptitle(title, y=0.985)
+    return fig
+
+
 def _edges(centres: np.ndarray) -> np.ndarray:
     """Cell edges around sorted centres (midpoints; the ends mirrored)."""
     if len(centres) == 1:

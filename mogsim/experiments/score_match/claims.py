@@ -11,7 +11,13 @@ prints them verbatim. ``agrees`` is one of yes / partly / no / not judged, and `
   partly when above 0 only, no otherwise;
 * memorization time grows with N, roughly linearly, while the time to become accurate barely does (Bonnaire et al.):
   per (width, r) the exponents of t* ~ N^b: yes when every memorization-onset interval lies above 0 and every
-  accuracy interval contains 0, partly when one of the two holds, no when neither does.
+  accuracy interval contains 0, partly when one of the two holds, no when neither does;
+* paper 2 (sweeps over N_k / d, :func:`collapse_claims`): GL against N_k / d is one curve for every d: with c_d the
+  N_k / d where GL reaches 0.9, yes when every d crosses and max c_d / min c_d <= sqrt(d_max / d_min) (closer in
+  log to one curve, ratio 1, than to curves that depend on N alone, ratio d_max / d_min), partly when the crossing
+  d satisfy that but some d do not cross, no when they do not, not judged with fewer than two crossings or where
+  GL reaches 0.9 with fewer than half of the samples on a subspace (an untrained net has GL = 1); and where
+  GL reaches 0.9 (about 50-60 in the paper): reported, not judged (it moves with the training budget).
 """
 
 from __future__ import annotations
@@ -26,6 +32,13 @@ REPRODUCE = ("In the generalization regime the same noise gives the same sample 
              "(reproducibility, Zhang et al. 2024).")
 TIME = ("The training time needed to memorize grows linearly with N, the time needed to generalize barely depends on "
         "N (Bonnaire et al., NeurIPS 2025).")
+WANG = "Wang et al. (arXiv 2409.02426), Fig. 5a"
+COLLAPSE = (f"GL of a UNet trained on MoLRG, plotted against N_k / d, is one curve for every subspace dimension d "
+            f"({WANG}).")
+CROSSING = (f"GL reaches about 0.9 at N_k / d of about 50 to 60 ({WANG}; K = 2, n = 48, about 6 Mimg of training per "
+            "model).")
+#: GL counts as generalization only where at least this fraction of the samples lies on a subspace.
+LEARNED = 0.5
 #: The measure whose exponent judges the growth of N* with r.
 PRIMARY = "rp_net_true"
 
@@ -118,3 +131,42 @@ def paper_claims(rows: Sequence[dict[str, Any]], found: dict[str, Any]) -> list[
                        "basis": "every memorization-onset interval above 0 and every accuracy interval containing 0 = "
                                 "yes, one of the two = partly, neither = no; censored N are left out of the fits"})
     return claims
+
+
+def collapse_claims(result: dict[str, Any], images_per_model: float | None) -> list[dict[str, str]]:
+    """Paper 2's claims beside a :func:`mogsim.analysis.collapse` result (see the module docstring for the rules)."""
+    per_d, level = result["per_d"], result["level"]
+    if not per_d:
+        return []
+    crossed = {d: c["crossing"] for d, c in per_d.items() if c["status"] == "crossed"}
+    ds = [int(d) for d in per_d]
+    bound = (max(ds) / min(ds)) ** 0.5
+    ratio = max(crossed.values()) / min(crossed.values()) if len(crossed) >= 2 else None
+    unlearned = [d for d, c in per_d.items() if c["status"] in ("crossed", "below_range")
+                 and (c["on_subspace_where_reached"] is None or c["on_subspace_where_reached"] < LEARNED)]
+    if ratio is None or unlearned:
+        agrees = "not judged"
+    elif ratio > bound:
+        agrees = "no"
+    else:
+        agrees = "yes" if len(crossed) == len(per_d) else "partly"
+    where = ", ".join(f"d = {d}: {_g(c['crossing']) if c['status'] == 'crossed' else c['status']}"
+                      for d, c in per_d.items())
+    pooled = result.get("pooled") or {}
+    budget = "n/a" if images_per_model is None else f"{images_per_model / 1e6:.3g} Mimg"
+    return [
+        {"paper": COLLAPSE, "agrees": agrees,
+         "measured": (f"N_k / d where GL reaches {level:g}: {where}; max / min {_g(ratio)} against the bound "
+                      f"{_g(bound)}" + (f"; fewer than {LEARNED:g} of the samples on a subspace where GL reaches "
+                                        f"{level:g} for d = {', '.join(unlearned)}" if unlearned else "")),
+         "basis": f"yes when every d crosses GL = {level:g} and max / min of the crossings <= sqrt(d_max / d_min) = "
+                  f"{_g(bound)}, partly when the crossing d do but some d never reach it, no when they do not; not "
+                  f"judged with fewer than two crossings, or where GL reaches {level:g} with fewer than {LEARNED:g} "
+                  "of the samples on a subspace (GL is 1 for a net that has learned nothing)"},
+        {"paper": CROSSING, "agrees": "not judged",
+         "measured": (f"pooled over d, GL reaches {level:g} at N_k / d = "
+                      f"{_g(pooled.get('crossing')) if pooled.get('status') == 'crossed' else pooled.get('status')} "
+                      f"after {budget} of training per model"),
+         "basis": "reported, not judged: where GL reaches 0.9 moves with the training budget, and ours differs from "
+                  "the authors'"},
+    ]

@@ -24,7 +24,7 @@ from ...runs import read_csv
 from .config import ScoreMatchConfig, SweepConfig, parse_shard
 from .run import run_score_match
 from .summary import run_lines, sweep_lines
-from .sweep import draw_sweep, export_compact, run_sweep
+from .sweep import COLLAPSE_JSON, draw_sweep, export_compact, run_sweep, write_collapse
 
 EXIT_TIME_LIMIT = 3
 
@@ -41,7 +41,7 @@ class RunOptions:
                                 shown="off for one run, on for a sweep")
     time_limit: float | None = param(None, "Minutes; stop training cleanly after this, re-run to resume.",
                                      positive=True, max=1e7)
-    export: str | None = param(None, "Sweep: copy the combined results (<= 7 files) into this flat folder.")
+    export: str | None = param(None, "Sweep: copy the combined results (<= 11 files) into this flat folder.")
     shard: str | None = param(None, "Sweep: i/M trains only every M-th training group from i (M processes, e.g. "
                               "one per GPU; any later call merges the finished cells).", shown="all groups")
     quiet: bool | None = param(None, "No progress display.", shown="off")
@@ -52,7 +52,7 @@ class RunOptions:
 
 #: parameter -> flag, for errors (library messages name parameters)
 FLAGS = flags(ScoreMatchConfig, SweepConfig, RunOptions)
-SWEEP_ONLY = ("ranks", "train_sizes", "seeds", "widths", "group_size", "export", "shard")
+SWEEP_ONLY = ("ranks", "train_sizes", "nk_over_d", "seeds", "widths", "group_size", "export", "shard")
 
 
 def run_command(options: Mapping[str, Any], *, echo: Callable[[str], None] = print,
@@ -132,7 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise InputError(f"redraw={str(redraw)!r}: no sweep_metrics.json there; pass the exported folder",
                                  parameter="redraw")
             times = redraw / "sweep_time.csv"
-            print(draw_sweep(redraw, json.loads(source.read_text()), read_csv(times) if times.exists() else ()))
+            summary = json.loads(source.read_text())
+            time_rows = read_csv(times) if times.exists() else []
+            if summary.get("config", {}).get("nk_over_d") and not (redraw / COLLAPSE_JSON).exists():
+                write_collapse(redraw, summary, time_rows)
+            print(draw_sweep(redraw, summary, time_rows))
             return 0
         return run_command(args, progress_mode="plain")
     except InputError as exc:

@@ -37,6 +37,11 @@ SOLVERS = ("heun", "euler")
 #: default ``width`` per architecture: the MLP's hidden width, the UNet's ``model_channels`` (256 would be a
 #: 50M-parameter UNet)
 DEFAULT_WIDTH = {"mlp": 256, "unet": 64}
+#: default ``group_size`` of a sweep per architecture (0 = every cell of a training recipe in one model): the MLP
+#: batches all of them in its products; UNets run as a MemberList, one CUDA graph per member on its own stream, and
+#: 8 of them keep an H200 busy (BENCHMARKS.md: 16 unet-vector members ran 12x one eager model) while a stopped
+#: sweep loses at most one group of 8 to resume
+DEFAULT_GROUP_SIZE = {"mlp": 0, "unet": 8}
 #: A sample lies on a true subspace when min_k ||x - P_k x|| / ||x|| is below this.
 SUBSPACE_TOL = 0.1
 #: Default cap on the training-time axis's intermediate evaluations, as a fraction of the training time.
@@ -192,8 +197,9 @@ def eval_schedule(steps: int, points: int) -> list[int]:
 
 
 def training_config(cfgs: Sequence[ScoreMatchConfig]) -> TrainConfig:
-    """The engine's recipe for training ``cfgs`` as the members of one model (one member for the UNet): EDM
-    preconditioning and loss with each member's ``sigma_data``, warm-up and EMA half-life resolved to samples."""
+    """The engine's recipe for training ``cfgs`` as the members of one model (a batched MLP, or a MemberList of
+    UNets): EDM preconditioning and loss with each member's ``sigma_data``, warm-up and EMA half-life resolved to
+    samples."""
     first = cfgs[0]
     shared = ("arch", "dim", "width", "depth", "steps", "batch", "lr", "lr_warmup_frac", "ema_halflife_frac",
               "p_mean", "p_std")
@@ -201,11 +207,9 @@ def training_config(cfgs: Sequence[ScoreMatchConfig]) -> TrainConfig:
         raise InputError(f"cfgs: members trained together must share {', '.join(shared)}", parameter="cfgs")
     if first.arch == "mlp":
         net = network_config("mlp", (first.dim,), width=first.width, depth=first.depth, members=len(cfgs))
-    elif len(cfgs) == 1:
+    else:  # a MemberList of M UNets; one member is the plain UNet (its config records no member count, as before)
         net = network_config("unet-vector", (first.dim,), image_shape=(first.dim // 16, 4, 4),
-                             model_channels=first.width)
-    else:
-        raise InputError("cfgs: arch unet trains one model at a time", parameter="cfgs")
+                             model_channels=first.width, members=len(cfgs) if len(cfgs) > 1 else None)
     seeds = [c.seeds()["training"] for c in cfgs]
     samples = first.steps * first.batch
     return TrainConfig(net=net, precond="edm", sigma_data=tuple(c.sigma_data for c in cfgs), batch=first.batch,
@@ -231,38 +235,59 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
     return tuple(parse_seeds(text, option="seeds"))
 
 
+#: the sweep's default N values
+DEFAULT_TRAIN_SIZES = tuple(2**k for k in range(4, 13))
+
+
+def _parse_nk_over_d(text: str) -> tuple[int, ...]:
+    return parse_int_list(text, option="nk_over_d")
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     """A grid of cells (width, rank, N, seed) over a base configuration, trained ``group_size`` cells at a time as
-    the members of one model (0 = all cells that share a training recipe at once; the UNet trains one cell at a
-    time). Cells share a model only when they share width and steps."""
+    the members of one model (0 = all cells that share a training recipe at once; by default all for the MLP and
+    8 for the UNet, :data:`DEFAULT_GROUP_SIZE`). Cells share a model only when they share width and steps.
+
+    The N axis is either ``train_sizes`` (the same N for every rank) or ``nk_over_d`` (paper 2's axis: N_k / d
+    training points per component per dimension of its subspace, so rank r trains N = K * value * r)."""
 
     base: ScoreMatchConfig = ScoreMatchConfig()
     ranks: tuple[int, ...] = param((2, 4, 6, 8), "Sweep ranks r, e.g. 2,4,6,8.", min=1, max=4096, parse=_parse_ranks)
-    train_sizes: tuple[int, ...] = param(tuple(2**k for k in range(4, 13)), "Sweep N values, e.g. 16,32,...,4096.",
+    train_sizes: tuple[int, ...] = param(DEFAULT_TRAIN_SIZES, "Sweep N values, e.g. 16,32,...,4096.",
                                          flag="--ns", min=1, max=10**7, parse=_parse_train_sizes)
+    nk_over_d: tuple[int, ...] | None = param(None, "Sweep N per rank instead of --ns: values of N_k / d (paper 2; d "
+                                              "is the rank r), e.g. 4,8,...,128; rank r trains N = K * value * r.",
+                                              flag="--nk-over-d", min=1, max=10**7, parse=_parse_nk_over_d,
+                                              shown="off (--ns)")
     seeds: tuple[int, ...] = param((0,), "Sweep seeds, e.g. 0-2.", min=0, max=MAX_SEED, parse=_parse_seeds)
     widths: tuple[int, ...] | None = param(None, "Sweep widths (MLP width / UNet channels), e.g. 128,256.", min=1,
                                            max=8192, parse=_parse_widths, shown="--width only")
-    group_size: int = param(0, "Models per ensemble in a sweep; 0 = all cells of a training recipe at once.", min=0,
-                            max=10**6)
+    group_size: int | None = param(None, "Models per training group (one model of M members); 0 = all cells of a "
+                                   "training recipe at once.", min=0, max=10**6, shown="all for mlp, 8 for unet")
 
     def __post_init__(self) -> None:
+        if self.group_size is None:
+            object.__setattr__(self, "group_size", DEFAULT_GROUP_SIZE.get(self.base.arch, 0))
         self.check()
 
     def check(self) -> None:
         """Raise :class:`InputError` for an unusable grid (every cell is checked too)."""
         check_params(self)
-        for name in ("ranks", "train_sizes", "seeds", "widths"):
+        if self.nk_over_d is not None and self.train_sizes != DEFAULT_TRAIN_SIZES:
+            raise InputError("train_sizes and nk_over_d: give one N axis (N values for every rank, or N_k / d per "
+                             "rank)", parameter=("train_sizes", "nk_over_d"))
+        for name in ("ranks", "train_sizes", "nk_over_d", "seeds", "widths"):
             values = getattr(self, name)
-            if values is None and name == "widths":
+            if values is None and name in ("widths", "nk_over_d"):
                 continue
             if not values:
                 raise InputError(f"{name}: give at least one value", parameter=name)
             if len(set(values)) != len(values):
                 raise InputError(f"{name}={','.join(map(str, values))}: a value appears twice; give distinct values",
                                  parameter=name)
-        count = len(self.width_values()) * len(self.ranks) * len(self.train_sizes) * len(self.seeds)
+        sizes = len(self.nk_over_d if self.nk_over_d is not None else self.train_sizes)
+        count = len(self.width_values()) * len(self.ranks) * sizes * len(self.seeds)
         if count > 100_000:
             raise InputError(f"widths x ranks x train_sizes x seeds = {count} cells; a sweep takes at most 100,000",
                              parameter=("ranks", "train_sizes", "seeds"))
@@ -273,19 +298,22 @@ class SweepConfig:
         """The widths of the grid (the base width when no width axis is given)."""
         return self.widths if self.widths is not None else (int(self.base.width),)
 
+    def sizes_for(self, rank: int) -> tuple[int, ...]:
+        """The N values of rank ``rank``: ``train_sizes``, or K * (N_k / d) * r for each ``nk_over_d`` value."""
+        if self.nk_over_d is None:
+            return self.train_sizes
+        return tuple(self.base.components * v * rank for v in self.nk_over_d)
+
     def cells(self) -> list[ScoreMatchConfig]:
         """Every (width, rank, N, seed) configuration, ordered by width, rank, N, then seed."""
         return [replace(self.base, width=w, rank=r, num_train=n, seed=s)
-                for w in self.width_values() for r in self.ranks for n in self.train_sizes for s in self.seeds]
+                for w in self.width_values() for r in self.ranks for n in self.sizes_for(r) for s in self.seeds]
 
     def groups(self) -> list[list[ScoreMatchConfig]]:
         """The cells split into training groups (one model each): cells of one recipe (width, steps), in cell order,
-        ``group_size`` at a time (all of them for 0); one cell each for the UNet."""
-        cells = self.cells()
-        if self.base.arch != "mlp":
-            return [[c] for c in cells]
+        ``group_size`` at a time (all of them for 0)."""
         recipes: dict[tuple[int, int], list[ScoreMatchConfig]] = {}
-        for c in cells:
+        for c in self.cells():
             recipes.setdefault((int(c.width), c.steps), []).append(c)
         out = []
         for members in recipes.values():
@@ -294,11 +322,17 @@ class SweepConfig:
         return out
 
     def resolved(self, device: torch.device) -> dict[str, Any]:
-        """JSON-ready description (cache key material)."""
+        """JSON-ready description (cache key material; ``nk_over_d`` only when set, so that earlier sweeps keep
+        their keys)."""
         base = {k: v for k, v in asdict(self.base).items() if k not in ("rank", "num_train", "seed")}
         if self.widths is not None:
             base.pop("width")
-        return {"base": base, "ranks": list(self.ranks), "train_sizes": list(self.train_sizes),
+        if self.nk_over_d is None:
+            sizes, per_rank = list(self.train_sizes), {}
+        else:  # every N of the grid, for readers of train_sizes
+            sizes = sorted({n for r in self.ranks for n in self.sizes_for(r)})
+            per_rank = {"nk_over_d": list(self.nk_over_d)}
+        return {"base": base, "ranks": list(self.ranks), "train_sizes": sizes, **per_rank,
                 "seeds": list(self.seeds), "widths": list(self.width_values()), "group_size": self.group_size,
                 "device_type": device.type, "experiment": "score-match-sweep", "version": 3}
 

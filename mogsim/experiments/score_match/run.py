@@ -21,7 +21,7 @@ import torch
 from ...analysis.training_time import cell_events
 from ...closed_forms import MoLRG
 from ...denoiser import Denoiser, ProgressFactory
-from ...devices import resolve_device
+from ...devices import float32_precision, resolve_device
 from ...metrics.molrg_verdict import Judgement
 from ...progress import silent
 from ...provenance import provenance
@@ -57,8 +57,9 @@ def finish_cell(folder: RunFolder, cfg: ScoreMatchConfig, net: Denoiser, mol: Mo
     folder's result files, ``metrics.json`` last; returns the metrics. ``figure=False`` skips ``per_sigma.png``
     (sweeps draw combined figures instead)."""
     t0 = time.monotonic()
-    ev = evaluate(net, mol, train, cfg, device, progress=progress("evaluating", EVALUATION_UNITS),
-                  judgement=judgement)
+    with float32_precision(False):  # cuDNN convolutions (the UNet's) default to TF32 on CUDA
+        ev = evaluate(net, mol, train, cfg, device, progress=progress("evaluating", EVALUATION_UNITS),
+                      judgement=judgement)
     eval_seconds = time.monotonic() - t0
     folder.write_csv("per_sigma.csv", ev.per_sigma)
     folder.write_csv(TIME_FILE, time_rows)

@@ -1,12 +1,12 @@
 """A sweep of score-matching runs over the width, the rank r and the training-set size N: the phase diagram of
 paper 1, Fig. 5, along training time too.
 
-The cells (width, r, N, seed) share every other setting of a base :class:`ScoreMatchConfig`. With ``arch = mlp``
-the cells of one training recipe (width, steps) are trained together as the members of one batched MLP (up to
-``group_size`` members each; 0 = all of them), which keeps a GPU busy; each member trains exactly as a model alone
-would (own data, own loss, own gradient clipping, element-wise Adam) but draws its random numbers from the group's
-shared generator. ``arch = unet`` trains one cell at a time. Every group is judged along training time
-(:mod:`.timeline`).
+The cells (width, r, N, seed) share every other setting of a base :class:`ScoreMatchConfig`. The cells of one
+training recipe (width, steps) are trained together as the members of one model (up to ``group_size`` members each;
+0 = all of them), which keeps a GPU busy: a batched MLP, or a MemberList of UNets (one CUDA graph per member, on its
+own stream). Each member trains exactly as a model alone would (own data, own loss, own gradient clipping,
+element-wise Adam) but draws its random numbers and initial weights from the group's shared generator. Every group
+is judged along training time (:mod:`.timeline`).
 
 **Shards.** ``shard = (i, M)`` makes this process train only the groups g with ``g % M == i``: M processes (one
 per GPU, say) share the grid without talking to each other. Groups never depend on M, so the cells come out exactly
@@ -20,7 +20,10 @@ Layout under ``<out>/<sweep slug>-<key>/`` (each folder a :class:`mogsim.runs.Ru
 ``sweep_time.csv``, ``sweep_metrics.json`` (N*(r) under every measure and the time-axis events, with intervals and
 fits, and the paper's claims judged by stated rules), ``sweep_fig5.png``, ``sweep_time.png`` and
 ``sweep_report.pdf``. Re-running the same sweep skips finished groups and cells and resumes an interrupted group.
-:func:`export_compact` copies the combined results (at most 7 files) into one flat folder.
+:func:`export_compact` copies the combined results (at most 11 files) into one flat folder. A sweep over ``nk_over_d``
+also writes paper 2's collapse (:mod:`mogsim.analysis.collapse`): ``sweep_collapse.json`` (GL and the on-subspace
+fraction against N_k / d per d and pooled, the N_k / d where GL reaches 0.9, the same at every evaluated step),
+``sweep_collapse.csv`` and the figure ``sweep_collapse.png`` / ``.pdf``.
 """
 
 from __future__ import annotations
@@ -34,28 +37,33 @@ from typing import Any, Sequence
 
 import torch
 
-from ...analysis import DEFAULT_MEASURES, VERDICT_MEASURES, analyse, analyse_time, with_fixed_position
+from ...analysis import (DEFAULT_MEASURES, VERDICT_MEASURES, analyse, analyse_time, collapse, collapse_over_time,
+                         collapse_table, with_fixed_position)
 from ...denoiser import ProgressFactory
 from ...devices import resolve_device
 from ...errors import InputError
 from ...metrics.molrg_verdict import RULE as VERDICT_RULE
 from ...progress import silent
 from ...provenance import provenance
+from ...io import write_json
 from ...runs import RunFolder, make_folder, read_csv, write_csv
-from .claims import paper_claims
+from .claims import collapse_claims, paper_claims
 from .config import ScoreMatchConfig, SweepConfig, training_config
 from .evaluation import build_plan
 from .run import METRICS_FILE, RUN_KIND, finish_cell, launch_record, make_problem, write_report
-from .timeline import TIME_FILE, train_members
+from .timeline import GROUP_TIME_FILE, TIME_FILE, train_members
 
 SWEEP_KIND = "mogsim-score-match-sweep"
 GROUP_KIND = "mogsim-score-match-group"
 TRAINING_FILE = "training.json"
 SWEEP_METRICS = "sweep_metrics.json"
 SWEEP_REPORT = "sweep_report.pdf"
+#: paper 2's collapse (sweeps over ``nk_over_d``): crossings and curves, final and along training time
+COLLAPSE_JSON, COLLAPSE_CSV, COLLAPSE_FIGURES = "sweep_collapse.json", "sweep_collapse.csv", ("sweep_collapse.png",
+                                                                                             "sweep_collapse.pdf")
 #: Files :func:`export_compact` copies.
 COMPACT_FILES = ("sweep_table.csv", "sweep_per_sigma.csv", "sweep_time.csv", SWEEP_METRICS, "sweep_fig5.png",
-                 "sweep_time.png", SWEEP_REPORT)
+                 "sweep_time.png", SWEEP_REPORT, COLLAPSE_JSON, COLLAPSE_CSV, *COLLAPSE_FIGURES)
 #: Columns of the sweep table (besides width, rank, n = N and seed): the verdict's numbers, then L_score.
 TABLE_KEYS = ("verdict", "kappa", "copy_fraction_net", "copy_fraction_true", "copy_fraction_empirical",
               "on_subspace_fraction_net", "rp_net_true", "rp_net_empirical", "worst_rel_true_fresh",
@@ -147,10 +155,7 @@ def run_sweep(sweep: SweepConfig, out: Any, *, device: str | torch.device = "aut
             for m, (cfg, cell, (mol, train)) in enumerate(zip(group, cells, problems)):
                 if cell.has(METRICS_FILE):
                     reused += 1
-                elif _out_of_time(deadline):
-                    complete = False
-                    break
-                else:
+                else:  # even past the deadline: a trained group's cells cost seconds, its training minutes
                     with cell.session({"config": cfg.resolved(dev), "provenance": provenance(dev)},
                                       launch=launch_record(dev)):
                         finish_cell(cell, cfg, training.denoiser.member(m), mol, train, dev,
@@ -274,11 +279,48 @@ def write_combined(sweep: SweepConfig, root: RunFolder, device: torch.device, ro
     write_csv(root.file("sweep_table.csv"), rows)
     write_csv(root.file("sweep_per_sigma.csv"), per_sigma)
     write_csv(root.file("sweep_time.csv"), time_rows)
+    if sweep.nk_over_d is not None:
+        final = write_collapse(root.path, summary, [*time_rows, *_unfinished_time_rows(root.path, rows)])["final"]
+        summary["paper_claims"] += collapse_claims(final, summary["budget"]["samples_seen_per_model"])
+        summary["collapse"] = {"file": COLLAPSE_JSON, "level": final["level"],
+                               "crossing_per_d": {d: c["crossing"] for d, c in final["per_d"].items()},
+                               "crossing_pooled": (final["pooled"] or {}).get("crossing")}
     summary["figures"] = draw_sweep(root.path, summary, time_rows) if rows else "no finished cells yet"
     root.write_json(SWEEP_METRICS, summary)
     if report and rows:
         summary["report"] = _report(root.path)
     return summary
+
+
+def _unfinished_time_rows(root: Path, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Time-axis rows of cells whose group stopped before the budget (from the groups' ``time_axis.csv``), so that
+    a sweep stopped by its time limit still shows them along training time."""
+    done = {(int(r["width"]), int(r["rank"]), int(r["n"]), int(r["seed"])) for r in rows}
+    out = []
+    for path in sorted(Path(root).glob(f"groups/g*/{GROUP_TIME_FILE}")):
+        for r in read_csv(path):
+            if (int(float(r["width"])), int(float(r["rank"])), int(float(r["n"])), int(float(r["seed"]))) not in done:
+                out.append({k: v for k, v in r.items() if k != "member"})
+    return out
+
+
+def write_collapse(folder: Path, summary: dict[str, Any], time_rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Write paper 2's collapse (:func:`mogsim.analysis.collapse` of the sweep table, and along training time from
+    ``time_rows``) as ``sweep_collapse.json`` and ``sweep_collapse.csv`` in ``folder``; returns what it wrote."""
+    base = summary.get("config", {}).get("base", {})
+    components, batch = int(base.get("components", 2)), int(base.get("batch", 1))
+    finished = {(int(float(r["width"])), int(float(r["rank"])), int(float(r["n"])), int(float(r["seed"])))
+                for r in summary.get("table", [])}
+    result = {"final": collapse(summary.get("table", []), components),
+              "over_time": collapse_over_time(time_rows, components, batch),
+              "cells_finished": len(finished),
+              "cells_only_on_the_time_axis": len({(int(float(r["width"])), int(float(r["rank"])), int(float(r["n"])),
+                                                   int(float(r["seed"]))) for r in time_rows} - finished),
+              "copy_ratio": base.get("copy_ratio"), "subspace_tol": base.get("subspace_tol"),
+              "nk_over_d": summary.get("config", {}).get("nk_over_d"), "budget": summary.get("budget")}
+    write_json(Path(folder) / COLLAPSE_JSON, result)
+    write_csv(Path(folder) / COLLAPSE_CSV, collapse_table(result["final"]))
+    return result
 
 
 def _stored_rule(found: dict[str, Any], key: str) -> str | None:
@@ -298,11 +340,12 @@ def _report(folder: Path) -> str:
 
 
 def draw_sweep(folder: Path, summary: dict[str, Any], time_rows: Sequence[dict[str, Any]] = ()) -> str:
-    """Write ``sweep_fig5.png`` (and ``sweep_time.png`` with time rows) into ``folder`` from a sweep summary (the
-    contents of ``sweep_metrics.json``, whose ``table`` holds the rows). Without matplotlib (e.g. on a bare GPU
+    """Write ``sweep_fig5.png`` (and ``sweep_time.png`` with time rows, the collapse figures when ``folder`` holds
+    ``sweep_collapse.json``) into ``folder`` from a sweep summary (the contents of ``sweep_metrics.json``, whose
+    ``table`` holds the rows). Without matplotlib (e.g. on a bare GPU
     image) it draws nothing and says how to draw later; returns that status line."""
     try:  # matplotlib is optional where sweeps run: import it only to draw
-        from ...report.figures import phase_figure, sweep_figure, verdict_panels
+        from ...report.figures import collapse_figure, phase_figure, sweep_figure, verdict_panels
     except ImportError as exc:
         return (f"not drawn ({exc}); draw them later with: python scripts/score_match_sweep.py --redraw FOLDER "
                 "(FOLDER holds sweep_metrics.json and sweep_time.csv)")
@@ -316,6 +359,11 @@ def draw_sweep(folder: Path, summary: dict[str, Any], time_rows: Sequence[dict[s
         Path(folder) / "sweep_fig5.png", dpi=120)
     if time_rows:
         phase_figure(time_rows, summary.get("analysis"), title).savefig(Path(folder) / "sweep_time.png", dpi=120)
+    if (Path(folder) / COLLAPSE_JSON).exists():
+        found = json.loads((Path(folder) / COLLAPSE_JSON).read_text())
+        fig = collapse_figure(found["final"], found["over_time"], title)
+        for name in COLLAPSE_FIGURES:
+            fig.savefig(Path(folder) / name, dpi=200)
     return "drawn"
 
 

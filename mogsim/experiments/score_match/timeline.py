@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from ...denoiser import Advance, ProgressFactory
+from ...devices import float32_precision
 from ...metrics.molrg_verdict import Judgement, VerdictPlan, judge_members
 from ...nets import PreconditionedDenoiser
 from ...progress import silent
@@ -229,7 +230,8 @@ def train_members(cfgs: Sequence[ScoreMatchConfig], sets: Sequence[torch.Tensor]
             axis.save()
             continue
         t0 = time.monotonic()
-        judged = judge_members(plans, _batched(trainer.ema_denoiser()))
+        with float32_precision(False):  # cuDNN convolutions (the UNet's) default to TF32 on CUDA
+            judged = judge_members(plans, _batched(trainer.ema_denoiser()))
         if final:
             axis.rows = [r for r in axis.rows if int(r["step"]) != step]
             axis.state["evaluated"] = [s for s in axis.state["evaluated"] if s != step]
