@@ -25,7 +25,7 @@ def result_lines(metrics: dict[str, Any]) -> list[str]:
     """The per-level table (rank: median and range over the samples; rank / n: median) and the stored claims."""
     n = metrics["dim"]
     lines = [f"{metrics['model']['kind']}, n = {n}: numerical rank of dD/dx ({metrics['energy']:g} of the Frobenius "
-             f"norm) over {metrics['samples']} trajectories ({metrics['dtype']})",
+             f"norm) over {metrics['samples']} trajectories ({metrics.get('arithmetic', metrics['dtype'])})",
              f"{'sigma':>9} {'SNR':>9}  {'rank: median':>12} {'[min, max]':>13}  {'rank/n':>7}"]
     for lv in metrics["levels"]:
         lines.append(f"{lv['sigma']:>9.4g} {lv['snr']:>9.4g}  {lv['rank_median']:>12g} "

@@ -204,6 +204,8 @@ JACOBIAN_ROWS: list[tuple[list[str], str]] = [
     (JR + ["--sampler-steps", "1"], "--sampler-steps 1"),
     (JR + ["--solver", "rk4"], "--solver"),
     (JR + ["--max-batch", "0"], "--max-batch 0"),
+    (JR + ["--precision", "fp16"], "--precision"),
+    (JR + ["--precision", "bf16"], "--precision bf16: applies to --model net"),
     (["jacobian-rank", "--quiet", "--device", "tpu"], "--device"),
     (JR + ["--out", "{inputs}/images.npy"], "--out"),
     (JR + ["--config", "{inputs}/typo.json"], "unknown key(s) rnak"),

@@ -147,3 +147,24 @@ def test_a_sweep_cell_is_its_member_of_the_group_model(tmp_path, capsys):
                          "--quiet", "--device", "cpu"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--member 1: a sweep cell is network 1 of its training group g00" in err
     assert not (tmp_path / "jr2").exists() or not list((tmp_path / "jr2").iterdir())
+
+
+def test_precision_is_recorded_keyed_and_bf16_stays_near_fp32(trained_runs, tmp_path, capsys):
+    """--precision picks the network's arithmetic: a separate run folder, recorded in metrics.json and printed; on a
+    CPU, tf32 changes nothing and bf16 autocast moves the ranks of a tiny MLP by a few at most."""
+    medians = {}
+    for precision in ("fp32", "tf32", "bf16"):
+        out = tmp_path / precision
+        code, text, err = _cli(["jacobian-rank", "--run", str(trained_runs["sm"]), "--seeds", "0-3",
+                                "--sampler-steps", "4", "--out", str(out), "--quiet", "--device", "cpu",
+                                "--precision", precision], capsys)
+        assert code == 0, err
+        (folder,) = out.iterdir()
+        m = json.loads((folder / "metrics.json").read_text())
+        assert m["precision"] == precision and m["dtype"] == "float32"
+        assert m["arithmetic"] in text
+        medians[precision] = [lv["rank_median"] for lv in m["levels"]]
+    assert len({json.loads(next((tmp_path / p).iterdir()).joinpath("config.json").read_text())["key"]
+                for p in medians}) == 3
+    assert medians["tf32"] == medians["fp32"]  # TF32 is a GPU mode: a CPU's float32 products stay exact
+    assert max(abs(a - b) for a, b in zip(medians["bf16"], medians["fp32"])) <= 3

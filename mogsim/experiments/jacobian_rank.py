@@ -10,7 +10,8 @@ far below n over most of the range. This experiment measures it for one model:
 * ``model = "net"``: the EMA network of a run folder (``run``): a ``mogsim score-match`` run or a sweep's cell folder
   (``<sweep>/cells/<cell>``, one member of its training group's model) -- a net trained on MoLRG samples, whose d
   and K are the reference -- or a ``mogsim train`` run (e.g. a UNet on CIFAR-10), in the network's dtype (float32)
-  with TF32 off.
+  with TF32 off by default; ``precision`` tf32 or bf16 trades exactness for speed (on an H200, 32 s and 26 s per
+  CIFAR sample against 67 s: BENCHMARKS.md).
 
 For every sampler seed the deterministic EDM sampler runs from that seed's noise; at each of its levels (18 by
 default, sigma = 80 .. 0.002) the Jacobian is built from forward-mode JVPs and its numerical rank taken
@@ -37,7 +38,7 @@ import torch
 
 from ..closed_forms import MoLRG
 from ..denoiser import Denoiser, ProgressFactory
-from ..devices import exact_float32_matmul, resolve_device
+from ..devices import float32_precision, resolve_device
 from ..errors import InputError
 from ..metrics.jacobian import MAX_BATCH, RANK_ENERGY, iter_trajectory_ranks
 from ..params import check_params, param
@@ -46,6 +47,7 @@ from ..progress import silent
 from ..provenance import provenance
 from ..runs import RunFolder, jsonable, read_config, read_csv, write_csv
 from ..sampling import SOLVERS, edm_sigmas, noise_for_seeds
+from ..training.config import PRECISIONS
 from .command_options import CommandOptions, CommandResult
 
 RUN_KIND = "mogsim-jacobian-rank"
@@ -87,6 +89,8 @@ class JacobianConfig:
     solver: str = param("heun", "Sampler: heun or euler.", choices=SOLVERS)
     energy: float = param(RANK_ENERGY, "Numerical rank: the fewest singular values that hold this fraction of the "
                           "Frobenius norm (the paper's 0.99).", positive=True, max=1.0)
+    precision: str = param("fp32", "A network's arithmetic: fp32 (float32, TF32 off), tf32 (float32 products on TF32 "
+                           "units) or bf16 (bfloat16 autocast); faster on a GPU, less exact.", choices=PRECISIONS)
 
     def __post_init__(self) -> None:
         if self.model is None:
@@ -102,6 +106,9 @@ class JacobianConfig:
         if self.model == "molrg" and self.run is not None:
             raise InputError("run: applies to model net; leave it out for the MoLRG closed form",
                              parameter=("run", "model"))
+        if self.model == "molrg" and self.precision != "fp32":
+            raise InputError(f"precision={self.precision}: applies to model net; the MoLRG closed form runs in "
+                             "float64, leave it out", parameter=("precision", "model"))
         if self.model == "molrg" and self.rank > self.dim:
             raise InputError(f"rank={self.rank} exceeds dim={self.dim}; a subspace needs d <= n",
                              parameter=("rank", "dim"))
@@ -185,7 +192,8 @@ def load_model(cfg: JacobianConfig, device: torch.device) -> Model:
                              f"{group[0].name} already; leave member out", parameter="member")
         source, member = group
     checkpoint = resolve_checkpoint(source)
-    den = load_trained_denoiser(checkpoint, device=device)
+    den = load_trained_denoiser(checkpoint, device=device,
+                                autocast_dtype=torch.bfloat16 if cfg.precision == "bf16" else None)
     if not 0 <= member < den.members:
         raise InputError(f"member={member}: the network holds {den.members} (0..{den.members - 1})",
                          parameter="member")
@@ -250,7 +258,7 @@ def _measure(cfg: JacobianConfig, model: Model, folder: RunFolder, device: torch
     if len(done) < total:
         noise = noise_for_seeds(cfg.seeds, model.sample_shape, dtype=model.dtype, device=device)
         t0 = time.monotonic()
-        with exact_float32_matmul():
+        with float32_precision(cfg.precision == "tf32"):
             for i, sigma, ranks in iter_trajectory_ranks(model.denoiser, noise, levels, solver=cfg.solver,
                                                          energy=cfg.energy, max_batch=max_batch, skip=done):
                 now = time.monotonic()
@@ -277,6 +285,13 @@ def _measure(cfg: JacobianConfig, model: Model, folder: RunFolder, device: torch
 
 
 # -- summarising -------------------------------------------------------------------------------------------------------
+def arithmetic(cfg: JacobianConfig, model: Model) -> str:
+    """In words, the arithmetic the Jacobians were taken in (the closed form is float64 whatever ``precision``)."""
+    if model.dtype != torch.float32:
+        return str(model.dtype).removeprefix("torch.")
+    return {"fp32": "float32, TF32 off", "tf32": "float32, TF32 on", "bf16": "bfloat16 autocast"}[cfg.precision]
+
+
 def summarize(cfg: JacobianConfig, model: Model, rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
     """Per-level statistics of the ranks, and the paper's claims judged by the stated rules."""
     by_level: dict[int, list[dict[str, Any]]] = {}
@@ -296,7 +311,8 @@ def summarize(cfg: JacobianConfig, model: Model, rows: list[dict[str, Any]], n: 
     high_snr, low_snr = levels[-1], levels[0]  # the smallest sigma, the largest
     out: dict[str, Any] = {
         "dim": n, "samples": len(cfg.seeds), "energy": cfg.energy, "model": model.record,
-        "dtype": str(model.dtype).removeprefix("torch."), "reference": model.reference, "levels": levels,
+        "dtype": str(model.dtype).removeprefix("torch."), "precision": cfg.precision,
+        "arithmetic": arithmetic(cfg, model), "reference": model.reference, "levels": levels,
         "low_rank_levels": low, "levels_total": len(levels),
         "rules": {
             "rank": f"numerical rank: the fewest singular values of dD/dx holding {cfg.energy:g} of its Frobenius "

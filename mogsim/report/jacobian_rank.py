@@ -53,7 +53,7 @@ def build_jacobian(f: RunFiles) -> Section:
     tables = [Table("jacobian-levels", "Per noise level: the numerical rank over the trajectories (median and range), "
                     "the median rank / n, and the seconds its Jacobians took (the first level's include sampling the "
                     "trajectories).", ["σ", "SNR", "median rank", "range", "rank / n", "seconds"], rows, "rrrrrr")]
-    methods = [f"<b>Model.</b> {kv_list(f, M, 'model')}; Jacobians in {f.text(M, 'dtype')}.",
+    methods = [f"<b>Model.</b> {kv_list(f, M, 'model')}; Jacobians in {f.text(M, 'arithmetic', optional=True) or f.text(M, 'dtype')}.",
                f"<b>Trajectories.</b> {f.text(M, 'rules', 'trajectory')}; seeds {_seeds(f)}.",
                f"<b>Rank.</b> {f.text(M, 'rules', 'rank')}; the Jacobian is built column by column from forward-mode "
                "Jacobian-vector products, its squared singular values are the eigenvalues of J J<super>T</super> "
