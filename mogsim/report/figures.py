@@ -637,7 +637,7 @@ def jacobian_rank_figure(rows: Sequence[Mapping[str, Any]], dim: int, reference:
             d, k = int(reference["rank"]), int(reference["components"])
             ax.axhline(d / dim, color="tab:red", ls="--", lw=0.8, label=f"d / n = {d}/{dim}")
             ax.axhline(k * d / dim, color="tab:green", ls="--", lw=0.8, label=f"K d / n = {k * d}/{dim}")
-            ax.legend(loc="upper right")
+            ax.legend(loc="best")  # the top right corner holds the high-SNR violins of a trained net
         ticks = [t for t in range(math.floor(min(position)), math.ceil(max(position)) + 1)]
         ax.set_xticks(ticks, [f"$10^{{{t}}}$" for t in ticks])
         ax.set_xlim(min(position) - 0.25, max(position) + 0.25)
