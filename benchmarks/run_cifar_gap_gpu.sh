@@ -14,7 +14,7 @@
 # 40k, 70k, 110k, 170k, 260k), with the memorize run's recipe and evaluation but bf16 with the CUDA-graph step and
 # WITHOUT compile (short cells: a compile costs 85-131 s, the graph-only step runs ~2,840 images/s), then one merge,
 # then, if at least 60 s are left, benchmarks/bench_cifar_eval.py at N = 32,768 (bench_cifar_eval.json; issue 12,
-# deliverable 5). Use SECONDS = 420 for a call of 450 s.
+# deliverable 5; it writes the JSON before timing bf16 training with the CUDA-graph step for at most ~10 s). Use SECONDS = 420 for a call of 450 s.
 #
 # DATA: CIFAR-10's train split as an EDM-style zip folder, prepared here by
 #   mkdir -p .gpu-data/cifar10-train && cp ../shared/data/cifar10-jpeg/train.zip .gpu-data/cifar10-train/
@@ -101,7 +101,7 @@ if (( EXPONENT )); then  # the cells of N = 16 and 32 (stage D's N), longer; one
   else
     E16=(--ns 16 --images 160000 --eval-at 20000,40000,70000,110000,160000)
     E32=(--ns 32 --images 260000 --eval-at 40000,70000,110000,170000,260000)
-    BENCH=(--data "$DATA" --cache-dir "$WORK/cache" --n 32768 --device cuda)
+    BENCH=(--data "$DATA" --cache-dir "$WORK/cache" --n 32768 --device cuda --train-precision bf16)
   fi
   MERGE=("${E32[@]}")  # plans the N = 32 cell; the merge finds the N = 16 cell in the folder
   E16_CAP=130  # expected ~100 s (56 s training, ~38 s for 5 evaluations); N = 32 may use all the rest
