@@ -101,7 +101,7 @@ if (( EXPONENT )); then  # the cells of N = 16 and 32 (stage D's N), longer; one
   else
     E16=(--ns 16 --images 160000 --eval-at 20000,40000,70000,110000,160000)
     E32=(--ns 32 --images 260000 --eval-at 40000,70000,110000,170000,260000)
-    BENCH=(--data "$DATA" --cache-dir "$WORK/cache" --n 32768 --device cuda --train-precision bf16)
+    BENCH=(--data "$DATA" --cache-dir "$WORK/cache" --n 32768 --device cuda)
   fi
   MERGE=("${E32[@]}")  # plans the N = 32 cell; the merge finds the N = 16 cell in the folder
   E16_CAP=130  # expected ~100 s (56 s training, ~38 s for 5 evaluations); N = 32 may use all the rest
