@@ -14,8 +14,9 @@ Then the training rate of the same net, to express evaluation in training time: 
 run spent evaluating with ``--eval-points`` evaluations over a budget of ``--images``. The rate is either given
 (``--train-images-per-s``, e.g. from a run's ``log.csv``) or measured with the step that ``mogsim train`` uses on
 the device (the CUDA-graph step on CUDA, not compiled; eager on the CPU) for at most ``--train-steps`` steps and
-about ``--train-seconds`` seconds, whichever ends first; the JSON is then rewritten with it. (The eager step that
-this part used before was still running at the 138-s limit of a GPU call at N = 32,768, and the JSON was lost.)
+about ``--train-seconds`` seconds, whichever ends first; the JSON is then rewritten with it. (This part once ran on the
+CPU of a GPU machine, because its Trainer was built without the device, and a GPU call at N = 32,768 lost its JSON
+to the time limit.)
 
 Usage (GPU)::
 
@@ -46,7 +47,8 @@ from mogsim.experiments.cifar_gap.eval import CellEvalSettings, CellReferences, 
 from mogsim.io import write_json  # noqa: E402
 from mogsim.nets import PreconditionedDenoiser, build_network, network_config  # noqa: E402
 from mogsim.provenance import provenance  # noqa: E402
-from mogsim.training import RuntimeOptions, TrainConfig, Trainer, load_trained_denoiser, make_precond  # noqa: E402
+from mogsim.training import (DistContext, RuntimeOptions, TrainConfig, Trainer, load_trained_denoiser,  # noqa: E402
+                             make_precond)
 
 TIME_CHECK_EVERY = 5  # training steps between two checks of --train-seconds (each check synchronises the device)
 
@@ -85,7 +87,8 @@ def train_images_per_s(args: argparse.Namespace, subset: np.ndarray,
     config = TrainConfig(net=network_config(args.arch, (3, 32, 32)), precision=args.train_precision,
                          batch=args.train_batch)
     runtime = RuntimeOptions(compile=False, checkpoint_every=0, progress="none")
-    trainer = Trainer(config, torch.from_numpy(subset), runtime=runtime)
+    # on the benchmark's device: a Trainer without ``ctx`` trains on the CPU (the cause of the lost GPU call)
+    trainer = Trainer(config, torch.from_numpy(subset), runtime=runtime, ctx=DistContext(device=device))
     execution = trainer.prepare_execution(args.train_steps)  # warms up and captures the step on CUDA
     trainer.run_step(0)
     _sync(device)
@@ -100,9 +103,9 @@ def train_images_per_s(args: argparse.Namespace, subset: np.ndarray,
                 break
     _sync(device)
     seconds = time.perf_counter() - t0
-    return steps * args.train_batch / seconds, {"source": "measured", "steps": steps, "seconds": seconds,
-                                                "precision": args.train_precision, "batch": args.train_batch,
-                                                "execution": execution.record()}
+    return steps * args.train_batch / seconds, {
+        "source": "measured", "device": str(trainer.device), "steps": steps, "seconds": seconds,
+        "precision": args.train_precision, "batch": args.train_batch, "execution": execution.record()}
 
 
 def _sync(device: torch.device) -> None:

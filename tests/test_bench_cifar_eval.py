@@ -45,6 +45,20 @@ def test_training_rate_stops_at_the_time_cap():
     assert how["execution"]["cuda_graph"] is False and how["execution"]["compiled"] is False
 
 
+def test_training_runs_on_the_benchmark_device(monkeypatch):
+    """The Trainer gets the device (without it, it trains on the CPU: a GPU call lost its JSON that way)."""
+    bench = bench_module()
+    real, devices = bench.Trainer, []
+
+    def recording_trainer(*args: Any, **kwargs: Any) -> Any:
+        devices.append(kwargs["ctx"].device if kwargs.get("ctx") is not None else None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "Trainer", recording_trainer)
+    _, how = bench.train_images_per_s(training_args(train_steps=1), subset(), torch.device("cpu"))
+    assert devices == [torch.device("cpu")] and how["device"] == "cpu"
+
+
 def test_training_rate_stops_at_the_step_cap():
     bench = bench_module()
     _, how = bench.train_images_per_s(training_args(train_steps=2), subset(), torch.device("cpu"))
