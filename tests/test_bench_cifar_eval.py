@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,9 +22,15 @@ pytestmark = pytest.mark.skipif(not SCRIPT.is_file(), reason="no benchmarks/ bes
 
 
 def bench_module() -> Any:
+    """The script as a module; ``sys.path`` is restored after it (the script prepends the checkout, and a
+    ``mogsim.egg-info`` there would then shadow the installed package's metadata in later tests)."""
     spec = importlib.util.spec_from_file_location("bench_cifar_eval", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path[:] = saved
     return bench
 
 
