@@ -14,7 +14,7 @@
 # 40k, 70k, 110k, 170k, 260k), with the memorize run's recipe and evaluation but bf16 with the CUDA-graph step and
 # WITHOUT compile (short cells: a compile costs 85-131 s, the graph-only step runs ~2,840 images/s), then one merge,
 # then, if at least 60 s are left, benchmarks/bench_cifar_eval.py at N = 32,768 (bench_cifar_eval.json; issue 12,
-# deliverable 5). Use SECONDS = 420 for a call of 450 s.
+# deliverable 5; it writes the JSON before timing bf16 training with the CUDA-graph step for at most ~10 s). Use SECONDS = 420 for a call of 450 s.
 #
 # DATA: CIFAR-10's train split as an EDM-style zip folder, prepared here by
 #   mkdir -p .gpu-data/cifar10-train && cp ../shared/data/cifar10-jpeg/train.zip .gpu-data/cifar10-train/
