@@ -23,7 +23,7 @@ while (( $# )); do
     *) echo "gpu_call.sh: error: unknown option $1 (--quick, --cifar-only IMAGES)" >&2; exit 2 ;;
   esac
 done
-PY=${PYTHON:-python3}; START=$SECONDS; W=${WORK:-$(mktemp -d /tmp/jt.XXXXXX)}; mkdir -p "$OUT"
+PY=${PYTHON:-python3}; START=$SECONDS
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 LOG=$OUT/run.log
 left() { echo $(( BUDGET - (SECONDS - START) )); }
@@ -31,7 +31,7 @@ CLI=("$PY" -m mogsim.cli.app)
 if (( QUICK )); then
   DEV=cpu; SM=(--steps 20 --batch 32 --width 8 --sample-seeds 16 --eval-queries 32); SEEDS=0-1
   TRAIN=(--arch unet-tiny --n 64 --images ${IMAGES:-256} --batch 32 --checkpoint-every 4); CSEEDS=0; CIFAR_NEEDS=20
-  JEXTRA=(--sampler-steps 2); JAC_RESERVE=5; RATE=10
+  JEXTRA=(--sampler-steps 2 --solver euler); JAC_RESERVE=5; RATE=10
 else
   DEV=cuda; SM=(--steps 800 --batch 512 --width 64); SEEDS=0-15
   TRAIN=(--arch unet-64 --images ${IMAGES:-100000} --batch 128 --no-compile --checkpoint-every 1000)
@@ -46,6 +46,7 @@ if (( CIFAR_ONLY )); then
     exit 2
   fi
 fi
+W=${WORK:-$(mktemp -d /tmp/jt.XXXXXX)}; mkdir -p "$OUT"
 echo "jacobian-trained: budget $BUDGET s, commit ${MOGSIM_GIT_COMMIT:-?}, $(date -u)" | tee -a "$LOG"
 (( CIFAR_ONLY )) && NKS=() || NKS=(4 128)
 for nk in "${NKS[@]}"; do

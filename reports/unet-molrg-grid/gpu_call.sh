@@ -20,10 +20,10 @@
 # --shard 0/2 and --shard 1/2; unpack.sh merges them.
 #
 # Results: OUT/unet-molrg-grid.tar.gz (the sweep's combined files, the groups' time axes and training records,
-# the cells' metrics, time axes and per-sample arrays samples.npz (the net's samples, nearest-neighbour distances
-# and indices: any copy rule can be recomputed from them); never checkpoints) and OUT/run.log. Everything is under
-# OUT by SECONDS: the sweep stops training at its --time-limit, `timeout` interrupts it RESERVE_KILL seconds before
-# the end, and packing follows.
+# the cells' folders: config, metrics, time axis, per-sigma errors and per-sample arrays samples.npz (the net's
+# samples, nearest-neighbour distances and indices: any copy rule can be recomputed from them); never checkpoints)
+# and OUT/run.log. Everything is under OUT by SECONDS: the sweep stops training at its --time-limit, `timeout`
+# interrupts it RESERVE_KILL seconds before the end, and packing follows.
 set -u
 usage="usage: gpu_call.sh OUT SECONDS [--quick] [--ranks L] [--nk-over-d L] [--steps S] [--group-size G] [--eval-steps E] [--shard i/M] [--plan-only]"
 OUT=${1:?$usage}
@@ -127,6 +127,5 @@ EOF
 echo "packing at $(elapsed) s"
 } 2>&1 | tee "$OUT/run.log"
 (cd "$WORK" && tar -czf "$OUT/unet-molrg-grid.tar.gz" --exclude='*.pt' --exclude='*.lock' \
-  export sweep_*/config.json sweep_*/groups/*/*.json sweep_*/groups/*/*.csv sweep_*/cells/*/metrics.json \
-  sweep_*/cells/*/time.csv sweep_*/cells/*/config.json sweep_*/cells/*/samples.npz 2>>"$OUT/run.log")
+  export sweep_*/config.json sweep_*/groups/*/*.json sweep_*/groups/*/*.csv sweep_*/cells 2>>"$OUT/run.log")
 echo "done at $(elapsed) s: $(ls -l "$OUT/unet-molrg-grid.tar.gz" | awk '{print $5}') bytes" | tee -a "$OUT/run.log"
