@@ -139,7 +139,7 @@ if [[ $MODE == grid ]]; then  # N = 128 .. 4096 at one budget, one process (asce
 fi
 if [[ $MODE == widths ]]; then  # both widths in one process per N: a small N where both copy, then the grid's N = 4096
   if (( QUICK )); then
-    W16=(--ns 16 --images 2048 --eval-at 512,1024,2048)
+    W16=(--ns 16 --images 512 --eval-at 256,512)
     WBIG=(--ns 4096 --images 256 --eval-at 128,256)
   else
     W16=(--ns 16 --images 110000 --eval-at 40000,70000,110000)
