@@ -1,20 +1,37 @@
 #!/usr/bin/env bash
-# The GPU run of `mogsim cifar-optimal-gap` (issue 12, deliverable 6) in ONE call of at most ~7 minutes.
+# The GPU runs of `mogsim cifar-optimal-gap` (issue 12), each in ONE call of at most ~9 minutes.
 #
-#   benchmarks/run_cifar_gap_gpu.sh [--quick] [--memorize | --exponent] DATA RESULTS [SECONDS]
+#   benchmarks/run_cifar_gap_gpu.sh [--quick] [--memorize [--n N] | --exponent | --grid | --widths] DATA RESULTS [SECONDS]
 #
-# (the flags in any order, before DATA.)
+# (the flags in any order, before DATA; at most one mode.)
 #
-# --memorize runs stage A alone, longer (unet-64 at N = 64 to 1.2 Mimg) in the engine's CUDA default arithmetic
-# (bf16, the step captured in a CUDA graph) with --compile (one warm-up of ~85 s for the whole cell): the run that
-# looks for the memorization regime at N = 64 within one call.
+# --memorize runs stage A alone, longer: unet-64 at N = 64 (or --n N) to 1.2 Mimg, evaluated at 150k, 300k, 450k,
+# 600k, 800k, 1.0M and 1.2M images, in the engine's CUDA default arithmetic (bf16, the step captured in a CUDA graph)
+# with --compile (one warm-up of 85-131 s for the whole cell): the run that looks for the memorization regime within
+# one call. `--memorize --n 128` is the memorization-time exponent's upper side: 251 s training at 4,778 images/s
+# + 85-131 s compile + 7 evaluations (~50 s) + data, start-up and merge (~30 s) = 420-470 s; use SECONDS = 540.
 #
 # --exponent runs the memorization-time cells for the fit against N (the memorize run's N = 64 cell is the third
 # N): unet-64 at N = 16 to 160k images (points 20k, 40k, 70k, 110k, 160k), then at N = 32 to 260k images (points
 # 40k, 70k, 110k, 170k, 260k), with the memorize run's recipe and evaluation but bf16 with the CUDA-graph step and
-# WITHOUT compile (short cells: a compile costs 85-131 s, the graph-only step runs ~2,840 images/s), then one merge,
+# WITHOUT compile (short cells: a compile costs 85-131 s, the graph-only step runs ~2,825 images/s), then one merge,
 # then, if at least 60 s are left, benchmarks/bench_cifar_eval.py at N = 32,768 (bench_cifar_eval.json; issue 12,
 # deliverable 5; it writes the JSON before timing bf16 training with the CUDA-graph step for at most ~10 s). Use SECONDS = 420 for a call of 450 s.
+#
+# --grid runs the issue's grid at one fixed budget: unet-64 at N = 128, 256, 512, 1024, 2048 and 4096 (one process,
+# ascending N), each to 98,304 images with points at 49,152 and 98,304, bf16 with the CUDA-graph step without compile
+# (a compile per cell would cost 6 x 85-131 s). Per cell: 35 s training at 2,825 images/s + ~6 s warm-up + ~21 s
+# for two evaluations (13 + 7) + ~2 s references = ~64 s; with data, start-up and merge ~425 s. Use SECONDS = 520
+# (the stage's limit is then 440 s; a late N = 4096 cell loses its last point first). Under a memorization time
+# ~linear in N (crossing 0.5 near 440k images at N = 128) no cell copies at this budget: it measures the
+# non-copying side of Fig. 4 (RP to the optimum, GL, per-sigma distances) against N at equal training.
+#
+# --widths runs the second width: unet-64 AND unet-128 in one process per N, into one folder, so that the merge
+# computes RP between widths from their per-sample files: N = 16 to 110k images (points 40k, 70k, 110k; unet-64
+# copies 94% there), then N = 4096 to 98,304 (points 49,152 and 98,304: the --grid cell, for a cross-call check of
+# unet-64). bf16 with the CUDA-graph step, no compile. Expected: N = 16 ~215 s (unet-64 39 s training + 24 s
+# evaluation; unet-128 74 s at ~1,495 images/s + ~54 s evaluation, assumed 2.5x unet-64's), N = 4096 ~175 s (35 + 20;
+# 66 + 38), with data and merge ~420 s. Use SECONDS = 520 (N = 16 has a limit of 250 s; N = 4096 gets the rest).
 #
 # DATA: CIFAR-10's train split as an EDM-style zip folder, prepared here by
 #   mkdir -p .gpu-data/cifar10-train && cp ../shared/data/cifar10-jpeg/train.zip .gpu-data/cifar10-train/
@@ -28,25 +45,30 @@
 # merge still has 40 s at the end (a stopped cell keeps its evaluated points), and
 # as shard 0/1 (train and evaluate, no combining: one merge at the end combines every cell of the folder).
 #
-# Stages, in priority order (the task's): A unet-64 at N = 64 trained longest, evaluated along training (the
-# memorization-time curve); B unet-64 at N = 128 .. 4096 on a short budget; C the second width (unet-128) at N = 64
-# and 1024; D unet-64 at N = 16 and 32 (for the fit of the memorization time against N). Precision: float32 with
-# TF32 products, no compile (bf16 + compile costs ~90 s of warm-up per shape, too much for a 7-minute call). EDM
-# preconditioning and no learning-rate warm-up (memorized ~4.5x sooner than VP in our CPU runs); 256 sampler seeds.
-# Every deviation from the paper is stored in summary.json. --quick runs the same stages on the CPU with a tiny
-# UNet on 8x8 images and tiny budgets (a smoke test of this script, not a result).
+# Without a mode, the stages, in priority order (the task's): A unet-64 at N = 64 trained longest, evaluated along
+# training (the memorization-time curve); B unet-64 at N = 128 .. 4096 on a short budget; C the second width
+# (unet-128) at N = 64 and 1024; D unet-64 at N = 16 and 32 (for the fit of the memorization time against N).
+# Precision: float32 with TF32 products, no compile (bf16 + compile costs ~90 s of warm-up per shape, too much for a
+# 7-minute call). Every mode: EDM preconditioning and no learning-rate warm-up (memorized ~4.5x sooner than VP in our
+# CPU runs); 256 sampler seeds. Every deviation from the paper is stored in summary.json. --quick runs the same
+# stages on the CPU with a tiny UNet (two widths, 16 and 32, where the GPU run has unet-64 and unet-128) on 8x8
+# images and tiny budgets (a smoke test of this script, not a result).
 set -uo pipefail
-QUICK=0; MEMORIZE=0; EXPONENT=0
+die() { echo "run_cifar_gap_gpu.sh: error: $*" >&2; exit 2; }
+QUICK=0; MODE=default; MEM_N=64; N_GIVEN=0
 while [[ "${1:-}" == --* ]]; do
   case $1 in
     --quick) QUICK=1 ;;
-    --memorize) MEMORIZE=1 ;;
-    --exponent) EXPONENT=1 ;;
-    *) echo "run_cifar_gap_gpu.sh: error: unknown flag $1 (--quick, --memorize, --exponent)" >&2; exit 2 ;;
+    --memorize|--exponent|--grid|--widths)
+      [[ $MODE == default ]] || die "--$MODE and $1 exclude each other (one mode per call)"
+      MODE=${1#--} ;;
+    --n) [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || die "--n takes a positive whole number of training images, e.g. --n 128"
+      MEM_N=$2; N_GIVEN=1; shift ;;
+    *) die "unknown flag $1 (--quick, --memorize, --n N, --exponent, --grid, --widths)" ;;
   esac
   shift
 done
-if (( MEMORIZE && EXPONENT )); then echo "run_cifar_gap_gpu.sh: error: --memorize and --exponent exclude each other" >&2; exit 2; fi
+(( N_GIVEN )) && [[ $MODE != memorize ]] && die "--n sets the N of --memorize; add --memorize or leave --n out"
 DATA=${1:?DATA folder}; RESULTS=${2:?RESULTS folder}; BUDGET=${3:-380}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
@@ -63,7 +85,7 @@ OVERHEAD=25  # start-up, data and references of a stage, and an evaluation begun
 if (( QUICK )); then
   COMMON=(--device cpu --profile cpu-small --resolution 8 --batch 32 --sample-seeds 100000-100015
           --distance-queries 8 --loss-batch 64 --held-out 64 --checkpoint-every 0)
-  NET=(--archs unet-tiny --widths 16); WIDE=(--archs unet-tiny --widths 32)
+  NET=(--archs unet-tiny --widths 16); WIDE=(--archs unet-tiny --widths 32); BOTH=(--archs unet-tiny --widths 16,32)
   A=(--ns 64 --images 1024 --eval-at 256,512,1024)
   B=(--ns 128,256 --images 256 --eval-at 128,256)
   C=(--ns 64,256 --images 256 --eval-at 128,256)
@@ -72,12 +94,12 @@ if (( QUICK )); then
   CAPS=(150 100 100 100)
 else
   ARITH=(--precision tf32 --no-compile)
-  (( MEMORIZE )) && ARITH=(--precision bf16 --compile)
-  (( EXPONENT )) && ARITH=(--precision bf16 --no-compile --cuda-graph)
+  [[ $MODE == memorize ]] && ARITH=(--precision bf16 --compile)
+  [[ $MODE =~ ^(exponent|grid|widths)$ ]] && ARITH=(--precision bf16 --no-compile --cuda-graph)
   COMMON=(--device cuda --profile paper --precond edm --batch 128 --lr 1e-3 --lr-warmup-images 0 "${ARITH[@]}"
           --sample-seeds 100000-100255 --distance-queries 128 --loss-batch 1024 --held-out 1000
           --checkpoint-every 0)
-  NET=(--archs unet-64); WIDE=(--archs unet-128)
+  NET=(--archs unet-64); WIDE=(--archs unet-128); BOTH=(--archs unet-64,unet-128)
   A=(--ns 64 --images 196608 --eval-at 8192,16384,32768,65536,98304,131072,196608)
   B=(--ns 128,256,512,1024,2048,4096 --images 16384 --eval-at 8192,16384)
   C=(--ns 64,1024 --images 16384 --eval-at 8192,16384)
@@ -85,15 +107,16 @@ else
   MERGE=(--ns 64,128,256,512,1024,2048,4096 --images 16384 --eval-at 8192,16384)
   CAPS=(130 70 45 40)
 fi
-if (( MEMORIZE )); then
+MERGE_NET=("${NET[@]}")  # the networks the merge plans (it also finds every other cell of the folder)
+if [[ $MODE == memorize ]]; then
   if (( QUICK )); then
-    A=(--ns 64 --images 2048 --eval-at 512,1024,2048)
+    A=(--ns "$MEM_N" --images 2048 --eval-at 512,1024,1536,2048)
   else
-    A=(--ns 64 --images 1200000 --eval-at 150000,300000,500000,700000,900000,1200000)
+    A=(--ns "$MEM_N" --images 1200000 --eval-at 150000,300000,450000,600000,800000,1000000,1200000)
   fi
   MERGE=("${A[@]}"); CAPS=(100000 0 0 0)
 fi
-if (( EXPONENT )); then  # the cells of N = 16 and 32 (stage D's N), longer; one stage each (E16 the first)
+if [[ $MODE == exponent ]]; then  # the cells of N = 16 and 32 (stage D's N), longer; one stage each (E16 the first)
   if (( QUICK )); then
     E16=(--ns 16 --images 8192 --eval-at 1024,2048,4096,8192)  # long enough that the tiny net copies
     E32=(--ns 32 --images 16384 --eval-at 2048,4096,8192,16384)
@@ -106,10 +129,29 @@ if (( EXPONENT )); then  # the cells of N = 16 and 32 (stage D's N), longer; one
   MERGE=("${E32[@]}")  # plans the N = 32 cell; the merge finds the N = 16 cell in the folder
   E16_CAP=130  # expected ~100 s (56 s training, ~38 s for 5 evaluations); N = 32 may use all the rest
 fi
+if [[ $MODE == grid ]]; then  # N = 128 .. 4096 at one budget, one process (ascending N)
+  if (( QUICK )); then
+    G=(--ns 128,256,512,1024,2048,4096 --images 256 --eval-at 128,256)
+  else
+    G=(--ns 128,256,512,1024,2048,4096 --images 98304 --eval-at 49152,98304)
+  fi
+  MERGE=("${G[@]}")
+fi
+if [[ $MODE == widths ]]; then  # both widths in one process per N: a small N where both copy, then the grid's N = 4096
+  if (( QUICK )); then
+    W16=(--ns 16 --images 512 --eval-at 256,512)
+    WBIG=(--ns 4096 --images 256 --eval-at 128,256)
+  else
+    W16=(--ns 16 --images 110000 --eval-at 40000,70000,110000)
+    WBIG=(--ns 4096 --images 98304 --eval-at 49152,98304)
+  fi
+  MERGE=("${WBIG[@]}"); MERGE_NET=("${BOTH[@]}")  # the merge finds the N = 16 cells in the folder
+  W16_CAP=250  # expected ~215 s; N = 4096 (expected ~175 s) may use all the rest
+fi
 BASE=(--data "$DATA" --out "$EXP" --cache-dir "$WORK/cache" --quiet "${COMMON[@]}")
 
 echo "[" > "$WORK/stages.json"
-if (( EXPONENT )); then  # what a combined fit with the memorize run's N = 64 cell must state
+if [[ $MODE == exponent ]]; then  # what a combined fit with the memorize run's N = 64 cell must state
   NOTE="training: ${ARITH[*]:-the CPU default} (the CUDA-graph step on CUDA, not compiled); the memorize run's N = 64 cell was trained in bf16 with the same graph step, compiled (--compile): the same arithmetic, only the compiled kernels' rounding differs"
   echo "note: $NOTE" | tee -a "$LOG"
   printf '{"stage": "note", "text": "%s"},\n' "$NOTE" >> "$WORK/stages.json"
@@ -140,9 +182,14 @@ t0=$SECONDS  # decode the JPEGs once (the stages read the cached arrays)
 "$PY" -c "from mogsim.experiments.cifar_gap.data import load_gap_data as f; f('$DATA', 1, cache_dir='$WORK/cache')" \
   >> "$LOG" 2>&1
 echo "data decoded and cached in $(( SECONDS - t0 )) s" | tee -a "$LOG"
-if (( EXPONENT )); then
+if [[ $MODE == exponent ]]; then
   stage E16 "$E16_CAP" "${NET[@]}" "${E16[@]}"
   stage E32 100000 "${NET[@]}" "${E32[@]}"
+elif [[ $MODE == grid ]]; then
+  stage G 100000 "${NET[@]}" "${G[@]}"
+elif [[ $MODE == widths ]]; then
+  stage W16 "$W16_CAP" "${BOTH[@]}" "${W16[@]}"
+  stage W4096 100000 "${BOTH[@]}" "${WBIG[@]}"
 else
   stage A "${CAPS[0]}" "${NET[@]}" "${A[@]}"
   stage B "${CAPS[1]}" "${NET[@]}" "${B[@]}"
@@ -153,10 +200,10 @@ t0=$SECONDS
 echo "== merge: every cell of $EXP" | tee -a "$LOG"
 MERGE_LIMIT=$(( MERGE_RESERVE + BUDGET - (SECONDS - START) - 5 )); (( MERGE_LIMIT < 15 )) && MERGE_LIMIT=15
 timeout --signal=INT --kill-after=5 $MERGE_LIMIT \
-  "$PY" -m mogsim.experiments.cifar_gap.command "${BASE[@]}" "${NET[@]}" "${MERGE[@]}" --merge >> "$LOG" 2>&1
+  "$PY" -m mogsim.experiments.cifar_gap.command "${BASE[@]}" "${MERGE_NET[@]}" "${MERGE[@]}" --merge >> "$LOG" 2>&1
 printf '{"stage": "merge", "seconds": %d, "exit_code": %d, "total_seconds": %d}' "$(( SECONDS - t0 ))" "$?" \
   "$(( SECONDS - START ))" >> "$WORK/stages.json"
-if (( EXPONENT )); then  # the evaluation benchmark, only with 60 s or more left (the tar needs ~5 s after it)
+if [[ $MODE == exponent ]]; then  # the evaluation benchmark, only with 60 s or more left (the tar needs ~5 s after it)
   left=$(( BUDGET - (SECONDS - START) - 10 ))
   if (( left >= 60 )); then
     t0=$SECONDS
