@@ -39,8 +39,8 @@ SOLVERS = ("heun", "euler")
 DEFAULT_WIDTH = {"mlp": 256, "unet": 64}
 #: default ``group_size`` of a sweep per architecture (0 = every cell of a training recipe in one model): the MLP
 #: batches all of them in its products; UNets run as a MemberList, one CUDA graph per member on its own stream, and
-#: 8 of them keep an H200 busy (BENCHMARKS.md: 16 unet-vector members ran 12x one eager model) while a stopped
-#: sweep loses at most one group of 8 to resume
+#: 8 of them keep an H200 busy (BENCHMARKS.md: 8 members ran 1.73x one captured model, 16 no faster) while a
+#: stopped sweep loses at most one group of 8 to resume
 DEFAULT_GROUP_SIZE = {"mlp": 0, "unet": 8}
 #: A sample lies on a true subspace when min_k ||x - P_k x|| / ||x|| is below this.
 SUBSPACE_TOL = 0.1
