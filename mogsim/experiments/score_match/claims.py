@@ -141,7 +141,7 @@ def collapse_claims(result: dict[str, Any], images_per_model: float | None) -> l
     crossed = {d: c["crossing"] for d, c in per_d.items() if c["status"] == "crossed"}
     ds = [int(d) for d in per_d]
     bound = (max(ds) / min(ds)) ** 0.5
-    ratio = max(crossed.values()) / min(crossed.values()) if len(crossed) >= 2 else None
+    ratio = result["crossing_ratio_max_over_min"]  # max / min of the crossed d (None with fewer than two)
     unlearned = [d for d, c in per_d.items() if c["status"] in ("crossed", "below_range")
                  and (c["on_subspace_where_reached"] is None or c["on_subspace_where_reached"] < LEARNED)]
     if ratio is None or unlearned:

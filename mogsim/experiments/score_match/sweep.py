@@ -292,14 +292,19 @@ def write_combined(sweep: SweepConfig, root: RunFolder, device: torch.device, ro
     return summary
 
 
+def _cell_key(row: dict[str, Any]) -> tuple[int, int, int, int]:
+    """(width, rank, N, seed) of a table or time-axis row (CSV strings or numbers)."""
+    return int(float(row["width"])), int(float(row["rank"])), int(float(row["n"])), int(float(row["seed"]))
+
+
 def _unfinished_time_rows(root: Path, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Time-axis rows of cells whose group stopped before the budget (from the groups' ``time_axis.csv``), so that
     a sweep stopped by its time limit still shows them along training time."""
-    done = {(int(r["width"]), int(r["rank"]), int(r["n"]), int(r["seed"])) for r in rows}
+    done = {_cell_key(r) for r in rows}
     out = []
     for path in sorted(Path(root).glob(f"groups/g*/{GROUP_TIME_FILE}")):
         for r in read_csv(path):
-            if (int(float(r["width"])), int(float(r["rank"])), int(float(r["n"])), int(float(r["seed"]))) not in done:
+            if _cell_key(r) not in done:
                 out.append({k: v for k, v in r.items() if k != "member"})
     return out
 
@@ -309,13 +314,11 @@ def write_collapse(folder: Path, summary: dict[str, Any], time_rows: Sequence[di
     ``time_rows``) as ``sweep_collapse.json`` and ``sweep_collapse.csv`` in ``folder``; returns what it wrote."""
     base = summary.get("config", {}).get("base", {})
     components, batch = int(base.get("components", 2)), int(base.get("batch", 1))
-    finished = {(int(float(r["width"])), int(float(r["rank"])), int(float(r["n"])), int(float(r["seed"])))
-                for r in summary.get("table", [])}
+    finished = {_cell_key(r) for r in summary.get("table", [])}
     result = {"final": collapse(summary.get("table", []), components),
               "over_time": collapse_over_time(time_rows, components, batch),
               "cells_finished": len(finished),
-              "cells_only_on_the_time_axis": len({(int(float(r["width"])), int(float(r["rank"])), int(float(r["n"])),
-                                                   int(float(r["seed"]))) for r in time_rows} - finished),
+              "cells_only_on_the_time_axis": len({_cell_key(r) for r in time_rows} - finished),
               "copy_ratio": base.get("copy_ratio"), "subspace_tol": base.get("subspace_tol"),
               "nk_over_d": summary.get("config", {}).get("nk_over_d"), "budget": summary.get("budget")}
     write_json(Path(folder) / COLLAPSE_JSON, result)
