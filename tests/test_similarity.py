@@ -17,7 +17,7 @@ from torch import nn
 
 from mogsim.errors import InputError
 from mogsim.metrics.copies import fraction_ci, generalizability, nearest_two, nn_ratio
-from mogsim.metrics.reproducibility import agreement, relative_distance, reproducibility
+from mogsim.metrics.reproducibility import agreement, mismatched_agreement, relative_distance, reproducibility
 from mogsim.metrics.similarity import (IMAGENET_MEAN, IMAGENET_STD, PIXEL_THRESHOLD, LearnedEmbedding,
                                        PixelCorrelation, RelativeDistance, make_similarity)
 
@@ -251,6 +251,22 @@ def test_agreement_with_pixel_backend():
     assert reproducibility(a, b, backend=PixelCorrelation()) == 0.75
     with pytest.raises(InputError, match="shape"):
         PixelCorrelation().similarity(a, b[:5])
+
+
+def test_mismatched_agreement_tells_seed_specific_from_seed_blind_samplers():
+    backend = PixelCorrelation()
+    distinct = _images(64, 12)  # one image per seed, the same for both samplers
+    assert agreement(distinct, distinct.clone(), backend).rp == 1.0
+    assert mismatched_agreement(distinct, distinct.clone(), backend).rp == 0.0
+    # seed-blind samplers: every sample is one image plus a little noise, so any two seeds "agree"
+    blind = _images(1, 13).expand(64, -1, -1, -1) + 0.02 * _images(64, 14)
+    assert mismatched_agreement(blind, blind.clone(), backend).rp == 1.0
+    # row i of a meets row i + shift of b
+    shifted = mismatched_agreement(distinct, torch.roll(distinct, 5, dims=0), backend, shift=5)
+    assert shifted.rp == 1.0 and shifted.ci == (1.0, 1.0)
+    for bad in (0, 64, 1.0):
+        with pytest.raises(InputError, match="shift"):
+            mismatched_agreement(distinct, distinct, backend, shift=bad)
 
 
 # --- copies, GL, intervals ----------------------------------------------------------------------------------------

@@ -20,13 +20,15 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..parsing import whole_number
 from .copies import BOOTSTRAP_RESAMPLES, CI_LEVEL, fraction_ci
 from .similarity import RELATIVE_DISTANCE_MAX, RelativeDistance, Similarity, relative_distance
 
 #: Reproduced iff the relative distance is below this (similarity above 1 - RP_THRESHOLD).
 RP_THRESHOLD = RELATIVE_DISTANCE_MAX
 
-__all__ = ["RP_THRESHOLD", "Agreement", "agreement", "relative_distance", "reproducibility", "similarity"]
+__all__ = ["RP_THRESHOLD", "Agreement", "agreement", "mismatched_agreement", "relative_distance", "reproducibility",
+           "similarity"]
 
 
 def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -71,3 +73,13 @@ def agreement(a: torch.Tensor, b: torch.Tensor, backend: Similarity, *, level: f
     flags = backend.is_match(scores)
     return Agreement(scores.cpu().numpy(), flags.cpu().numpy(), float(flags.to(torch.float64).mean()),
                      fraction_ci(flags, level=level, resamples=resamples, seed=seed), backend.record())
+
+
+def mismatched_agreement(a: torch.Tensor, b: torch.Tensor, backend: Similarity, *, shift: int = 1,
+                         level: float = CI_LEVEL, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Agreement:
+    """The control of :func:`agreement`: row i of ``a`` against row ``(i + shift) mod S`` of ``b``, two different
+    seeds. It is near 0 when the backend tells the samplers' different samples apart, and near the same-seed RP when
+    the samples hardly depend on the seed (e.g. all near the data mean): then a high same-seed RP says nothing."""
+    shift = whole_number(shift, "shift", lo=1, hi=a.shape[0] - 1 if a.ndim else None,
+                         fix="(a shift of 0 is the same-seed agreement; pass 1 .. seeds - 1)")
+    return agreement(a, torch.roll(b, -shift, dims=0), backend, level=level, resamples=resamples, seed=seed)
