@@ -136,7 +136,7 @@ def analyse_n(n: int, train_images: np.ndarray, order: np.ndarray, backend: Pixe
             "similarity_to_mean": quantiles(backend.similarity(gauss, mean.expand_as(gauss)).numpy()),
             "similarity_to_own_blur": quantiles(backend.similarity(gauss, blur(gauss)).numpy()),
         },
-        "training_images": {
+        "training_images": {  # at N < 256 the "training images" of the shifted pairs are the optimum's samples
             "shifted_similarity": quantiles(similarity_of_shifted(backend, train[:256] if n >= 256 else optimum)),
             "similarity_to_mean": quantiles(backend.similarity(train, mean.expand_as(train)).numpy()),
             "similarity_to_own_blur": quantiles(backend.similarity(train, blur(train)).numpy()),
