@@ -50,6 +50,7 @@ RESAMPLES = 2000       # parametric bootstrap draws
 FRESH = 2048           # fresh true-MoLRG draws for the cosine rule's chance
 RATIOS = (1 / 4, 1 / 3, 1 / 2)
 COSINES = (0.99, 0.995, 0.999)
+AUTHORS_IMAGES = 6e6   # paper 2's budget per model, about 6 Mimg (issue 14)
 ON_SUBSPACE_MIN = 0.5  # a crossing enters the fit only where at least half of the samples lie on a subspace
 # (key, label, level, direction, bootstrapped): the table's measures
 MEASURES = [("gl", "GL (ratio 1/3)", 0.9, "up", True), ("gl", "GL (ratio 1/3)", 0.5, "up", True),
@@ -239,24 +240,25 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def draw(table: list[dict], earlier: list[dict], path: Path) -> None:
-    """The crossing against images seen (log-log), per measure: pooled with its interval, d = 3 and 6 as markers."""
+def draw(table: list[dict], earlier: list[dict], rules: list[dict], path: Path) -> None:
+    """(a) The crossing against images seen (log-log), per measure: pooled with its interval, d = 3 and 6 as
+    markers; (b) pooled GL at the last step against N_k / d under each copy rule (dashed: net of chance)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    shown = [("GL (ratio 1/3)", 0.9, "C0"), ("GL (ratio 1/3)", 0.5, "C9"), ("kappa", 0.1, "C2"),
-             ("RP(net, true sampler)", 0.5, "C3"), ("RP(net, true sampler)", 0.8, "C1"),
-             ("rel. error vs D_true", 0.1, "C4")]
-    fig, ax = plt.subplots(figsize=(7.5, 5.0))
-    for label, level, color in shown:
+    shown = [("GL (ratio 1/3)", 0.9, "C0", "-"), ("GL (ratio 1/3)", 0.5, "C9", "-"), ("kappa", 0.1, "C2", "--"),
+             ("RP(net, true sampler)", 0.5, "C3", "-"), ("RP(net, true sampler)", 0.8, "C1", "-"),
+             ("rel. error vs D_true", 0.1, "C4", "-")]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13.0, 5.2), gridspec_kw={"width_ratios": [1.25, 1]})
+    for label, level, color, style in shown:
         pts = [t for t in table if t["measure"] == label and t["level"] == level and t["d"] == "pooled"
                and t["status"] == "crossed" and (t["on_subspace_where_reached"] or 0) >= ON_SUBSPACE_MIN]
         x = np.array([p["images_seen"] for p in pts]) / 1e6
         y = np.array([p["nk_over_d"] for p in pts])
         word = "falls to" if label in ("kappa", "rel. error vs D_true") else "reaches"
-        ax.plot(x, y, "-o", color=color, label=f"{label} {word} {level:g} (pooled)")
+        ax.plot(x, y, style, marker="o", color=color, label=f"{label} {word} {level:g} (pooled)")
         if pts and pts[0]["ci_low"] is not None:
             lo = np.array([p["ci_low"] for p in pts])
             hi = np.array([p["ci_high"] for p in pts])
@@ -276,21 +278,37 @@ def draw(table: list[dict], earlier: list[dict], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlim(0.09, 8)
     ax.set_ylim(8, 250)
-    ticks = [0.1, 0.2, 0.5, 1, 2, 5]
-    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([f"{t:g}" for t in ticks]))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator([10, 20, 50, 100, 200]))
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FixedFormatter(["10", "20", "50", "100", "200"]))
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    for axis, ticks in ((ax.xaxis, [0.1, 0.2, 0.5, 1, 2, 5]), (ax.yaxis, [10, 20, 50, 100, 200])):
+        axis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+        axis.set_major_formatter(matplotlib.ticker.FixedFormatter([f"{t:g}" for t in ticks]))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("images seen per model (Mimg)")
     ax.set_ylabel("crossing N_k / d")
-    ax.set_title("Where the transition lies, by measure, along training\n"
-                 "(lines: pooled over d = 3 and 6, shaded: 95% sampling interval; triangles down: d = 3, up: d = 6)", fontsize=10)
+    ax.set_title("(a) Where the transition lies, by measure, along training\n(lines: pooled over d = 3 and 6, "
+                 "shaded: 95% sampling interval;\ntriangles down: d = 3, up: d = 6)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7.5, loc="upper left")
+    xs = sorted({r["nk_over_d"] for r in rules})
+    for i, rule in enumerate(dict.fromkeys(r["rule"] for r in rules)):
+        mine = [r for r in rules if r["rule"] == rule]
+        for key, style in (("gl", "-"), ("gl_net_of_chance", "--")):
+            y = [np.mean([r[key] for r in mine if r["nk_over_d"] == x]) for x in xs]
+            bx.plot(xs, y, style, marker="o" if style == "-" else None, ms=3, color=f"C{i}",
+                    label=rule if style == "-" else None)
+    bx.axhline(0.9, color="grey", ls=":", lw=1)
+    bx.axvspan(50, 60, color="grey", alpha=0.2, lw=0)
+    bx.set_xscale("log")
+    bx.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(xs))
+    bx.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([f"{x:g}" for x in xs]))
+    bx.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    bx.set_xlabel("N_k / d")
+    bx.set_ylabel("GL (mean over d = 3, 6)")
+    bx.set_title("(b) GL at 2.46 Mimg under six copy rules\n(solid: raw; dashed: net of the true "
+                 "distribution's chance rate;\ngrey band: paper 2's 50-60)", fontsize=10)
+    bx.grid(True, alpha=0.3)
+    bx.legend(fontsize=7.5, loc="upper left", title="a sample copies when", title_fontsize=7.5)
     fig.tight_layout()
-    fig.savefig(path.with_suffix(".png"), dpi=150)
+    fig.savefig(path.with_suffix(".png"), dpi=130)
     fig.savefig(path.with_suffix(".pdf"))
     plt.close(fig)
 
@@ -315,14 +333,21 @@ def main() -> None:
     _write_csv(HERE / "copy_rules.csv", rules)
     by_rule = rule_crossings(rules)
     earlier = earlier_grid()
+    gl = next(f for f in fits if f["measure"] == "GL (ratio 1/3)" and f["level"] == 0.9 and f["d"] == "pooled")
+    last, b_last = gl["crossings"][-1], gl["local_b"][-1]["b"]
+    ratio = AUTHORS_IMAGES / gl["images"][-1]
+    extrapolated = {"authors_images": AUTHORS_IMAGES, "from_images": gl["images"][-1], "from_crossing": last,
+                    "last_local_b": b_last, "with_last_local_b": last * ratio ** b_last,
+                    "with_half_the_last_local_b": last * ratio ** (b_last / 2),
+                    "note": "projections of GL's pooled 0.9 crossing to the authors' budget, not measurements"}
     (HERE / "measures.json").write_text(json.dumps(
-        {"fits": fits, "copy_rule_crossings": by_rule, "earlier_grid_gl_crossings": earlier,
+        {"fits": fits, "extrapolated_to_authors_budget": extrapolated, "copy_rule_crossings": by_rule, "earlier_grid_gl_crossings": earlier,
          "bootstrap": f"parametric: each cell's fraction as Binomial({SAMPLES}, p)/{SAMPLES}, {RESAMPLES} draws; "
                       "sampling error only, not the spread between training seeds",
          "fit_rule": f"least squares of log crossing on log images over the crossed steps with at least "
                      f"{ON_SUBSPACE_MIN} of the samples on a subspace where the level is first reached"},
         indent=1, default=float))
-    draw(table, earlier, HERE / "crossing_vs_images")
+    draw(table, earlier, rules, HERE / "crossing_vs_images")
     for t in table:
         if t["d"] in ("pooled", "max/min over d") and t["step"] >= 360:
             x = t["nk_over_d"]
@@ -338,6 +363,7 @@ def main() -> None:
                   f"local {', '.join(local)}")
     for r in by_rule:
         print(r)
+    print("extrapolated:", extrapolated)
 
 
 if __name__ == "__main__":
