@@ -367,3 +367,12 @@ def test_verdict_shares_of_a_wide_grid_turn_to_one_row_per_n(tmp_path: Path) -> 
     assert shares["wide"].header[0] == "N \\ r" and len(shares["wide"].header) == 3
     assert len(shares["wide"].rows) == len(ns) == 12 and all(len(row) == 3 for row in shares["wide"].rows)
     assert shares["v2"].header[0] == "r \\ N" and len(shares["v2"].header) == 10
+
+
+def test_spaced_labels_blank_near_equal_values_only() -> None:
+    from mogsim.report.figures import spaced_labels
+
+    grid = [96, 138, 192, 270, 276, 384, 540, 768, 1080, 1086, 1536, 2172]  # d = 3 and 6 at N_k / d = 16..181
+    assert spaced_labels(grid) == ["96", "138", "192", "270", "", "384", "540", "768", "1080", "", "1536", "2172"]
+    assert spaced_labels([16, 32, 64, 128]) == ["16", "32", "64", "128"]
+    assert spaced_labels([100, 105, 109, 111]) == ["100", "", "", "111"]  # measured from the last label shown
