@@ -349,3 +349,30 @@ def test_import_mogsim_loads_neither_reportlab_nor_matplotlib() -> None:
             "print(sorted(m for m in ('reportlab', 'matplotlib', 'svglib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_verdict_shares_of_a_wide_grid_turn_to_one_row_per_n(tmp_path: Path) -> None:
+    """An N_k / d sweep has a different N per rank (12 here): the share table lists N down, ranks across, to fit the
+    page; a grid of at most 9 N keeps N across (the v2 export's 9)."""
+    wide = REPO / "reports" / "unet-molrg-grid-2m5"
+    shares = {}
+    for name, source in (("wide", wide), ("v2", EXPORT_V2)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for file in ("sweep_metrics.json", "sweep_table.csv"):
+            shutil.copy(source / file, folder / file)
+        sections = build_sections([folder])
+        shares[name] = next(t for s in sections for t in s.tables if t.label.startswith("sweep-shares"))
+    ns = sorted({int(r["n"]) for r in csv.DictReader(open(wide / "sweep_table.csv"))})
+    assert shares["wide"].header[0] == "N \\ r" and len(shares["wide"].header) == 3
+    assert len(shares["wide"].rows) == len(ns) == 12 and all(len(row) == 3 for row in shares["wide"].rows)
+    assert shares["v2"].header[0] == "r \\ N" and len(shares["v2"].header) == 10
+
+
+def test_spaced_labels_blank_near_equal_values_only() -> None:
+    from mogsim.report.figures import spaced_labels
+
+    grid = [96, 138, 192, 270, 276, 384, 540, 768, 1080, 1086, 1536, 2172]  # d = 3 and 6 at N_k / d = 16..181
+    assert spaced_labels(grid) == ["96", "138", "192", "270", "", "384", "540", "768", "1080", "", "1536", "2172"]
+    assert spaced_labels([16, 32, 64, 128]) == ["16", "32", "64", "128"]
+    assert spaced_labels([100, 105, 109, 111]) == ["100", "", "", "111"]  # measured from the last label shown

@@ -249,7 +249,7 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], panels: Sequence[Panel], tit
         ns_all = sorted({int(r["n"]) for r in rows})
         for ax in axes.flat:
             ax.set_xscale("log", base=2)
-            ax.set_xticks(ns_all, [str(n) for n in ns_all])
+            ax.set_xticks(ns_all, spaced_labels(ns_all))
             ax.set_xlabel("N (training samples)")
             ax.grid(True, which="major", alpha=0.3)
             if ax.get_yscale() == "linear":
@@ -505,7 +505,7 @@ def sweep_positions_figure(rows: Sequence[Mapping[str, Any]], queries: str = "tr
             ax.set_visible(False)
         bar = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[:len(ranks)]), fraction=0.03,
                            pad=0.02)
-        bar.set_ticks(ns, labels=[str(n) for n in ns])
+        bar.set_ticks(ns, labels=spaced_labels(ns))
         bar.minorticks_off()
         bar.set_label("N (training samples)")
     return fig
@@ -657,6 +657,17 @@ def _by_net(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, An
     for r in rows:
         groups[(_f(r, "width"), str(r["net"]))].append(r)
     return {net: groups[(w, net)] for w, net in sorted(groups)}
+
+
+def spaced_labels(ns: Sequence[int], min_ratio: float = 1.1) -> list[str]:
+    """Tick labels for the sorted values ``ns`` on a log axis, blank where a value lies within ``min_ratio`` of the
+    last labelled one (N_k / d grids give near-equal N for different ranks, e.g. 270 and 276, whose labels overlap)."""
+    labels, last = [], None
+    for n in ns:
+        show = last is None or n >= last * min_ratio
+        labels.append(str(n) if show else "")
+        last = n if show else last
+    return labels
 
 
 def _log2_n_axis(ax: Any, ns: Sequence[int]) -> None:

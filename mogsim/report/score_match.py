@@ -36,6 +36,8 @@ REL = ("rel(ref) = E‖D<sub>net</sub> − D<sub>ref</sub>‖² / min<sub>a, c</
        "net's error in units of the best affine isotropic denoiser, which knows the data's mean and scale and nothing "
        "else (zero, the mean, the identity and an untrained net are no better than it)")
 
+#: The most N columns the verdict-share table keeps before it turns to one row per N (it must fit the page).
+SHARE_COLUMNS_MAX = 9
 #: The columns of per_sigma.csv (and sweep_per_sigma.csv) the tables read.
 PER_SIGMA_COLUMNS = ("queries", "sigma", "l_score_true", "l_score_empirical", "e_true", "e_empirical",
                      "reference_gap", "position")
@@ -422,19 +424,19 @@ class _Grid:
     def share_table(self, width: str, tag: str) -> Table:
         M = "sweep_metrics.json"
         base = ("analysis", "by_width", width, "n_star", "measures")
-        body = []
-        for rank in self.ranks:
-            line = [f"{self.rank_num[rank]}"]
-            for n in self.ns:
-                gen = self.f.num(M, *base, "verdict_generalizing", "n_star", str(rank), "curve", str(n), style="dec2",
-                                 optional=True)
-                mem = self.f.num(M, *base, "verdict_memorizing", "n_star", str(rank), "curve", str(n), style="dec2",
-                                 optional=True)
-                line.append(f"{_or_dash(gen)} / {_or_dash(mem)}")
-            body.append(line)
-        return Table(f"sweep-shares-{width}", "The verdict per cell: share of seeds judged generalizing / memorizing "
-                     f"(the rest in transition or neither){tag}.", ["r \\ N"] + [f"{self.n_num[n]}" for n in self.ns],
-                     body, "l" + "r" * len(self.ns))
+        shares = {(rank, n): "{} / {}".format(*(_or_dash(self.f.num(
+            M, *base, measure, "n_star", str(rank), "curve", str(n), style="dec2", optional=True))
+            for measure in ("verdict_generalizing", "verdict_memorizing"))) for rank in self.ranks for n in self.ns}
+        caption = ("The verdict per cell: share of seeds judged generalizing / memorizing (the rest in transition or "
+                   f"neither){tag}.")
+        if len(self.ns) <= SHARE_COLUMNS_MAX:
+            body = [[f"{self.rank_num[r]}"] + [shares[r, n] for n in self.ns] for r in self.ranks]
+            return Table(f"sweep-shares-{width}", caption, ["r \\ N"] + [f"{self.n_num[n]}" for n in self.ns], body,
+                         "l" + "r" * len(self.ns))
+        # many N (e.g. N_k / d sweeps, where N differs per rank): one row per N, so that the table fits the page
+        body = [[f"{self.n_num[n]}"] + [shares[r, n] for r in self.ranks] for n in self.ns]
+        return Table(f"sweep-shares-{width}", caption, ["N \\ r"] + [f"{self.rank_num[r]}" for r in self.ranks], body,
+                     "l" + "r" * len(self.ranks))
 
     def cells_table(self) -> Table:
         T = self.T
