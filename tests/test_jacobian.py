@@ -3,6 +3,7 @@
 * The forward-mode Jacobian equals autograd's reverse-mode Jacobian (float64 closed form, a float32 network).
 * Known answers: a linear denoiser of known singular values, the identity, zero, the data mean, projections; the
   rank rule's edges; no spectrum's rank exceeds a flat one's.
+* The Gaussian closed form's Jacobian spectrum equals the forward-mode one.
 * The MoLRG closed form has rank d at high SNR and K d at low SNR, on random MoLRGs; the same along trajectories.
 * A sample's Jacobian does not depend on its batch or on the chunking; bad inputs are one-line errors.
 """
@@ -16,7 +17,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mogsim import EmpiricalDenoiser, MoLRG, noise_for_seeds
+from mogsim import EmpiricalDenoiser, GaussianDenoiser, MoLRG, noise_for_seeds
 from mogsim.errors import InputError
 from mogsim.metrics.jacobian import (denoiser_jacobian, jacobian_rank, numerical_rank, singular_values,
                                      trajectory_ranks)
@@ -130,6 +131,27 @@ def test_identity_and_projections_of_an_image_shape():
 
             assert jacobian_rank(project, x, 0.5).tolist() == [expected, expected]
             assert jacobian_rank(project, x, 0.5, energy=1.0).tolist() == [r, r]
+
+
+@FEW
+@given(st.integers(0, 10**6), st.sampled_from((0.002, 0.3, 1.0, 80.0)), st.booleans())
+def test_gaussian_jacobian_spectrum_matches_forward_mode(seed, sigma, low_rank):
+    """GaussianDenoiser.jacobian_singular_values (lam / (lam + sigma^2), the same at every x) equals the singular
+    values of the forward-mode Jacobian at random points, for a full and a low-rank (thin factor) covariance."""
+    gen = torch.Generator().manual_seed(seed)
+    factor = torch.randn(12, 5 if low_rank else 20, generator=gen, dtype=torch.float64)
+    factor = factor * torch.logspace(0, -3, factor.shape[1], dtype=torch.float64)  # a decaying spectrum
+    mean = torch.randn(3, 2, 2, generator=gen, dtype=torch.float64)
+    gauss = GaussianDenoiser.from_factor(mean, factor) if low_rank else GaussianDenoiser(mean, factor @ factor.T)
+    x = 3 * torch.randn(4, 3, 2, 2, generator=gen, dtype=torch.float64)
+    values = gauss.jacobian_singular_values(sigma)
+    assert values.shape == (12,) and bool((values[:-1] >= values[1:]).all())
+    # squares: the Gram route's zero singular values are square roots of ~1e-16 round-off
+    torch.testing.assert_close(singular_values(denoiser_jacobian(gauss, x, sigma)) ** 2, values.expand(4, 12) ** 2,
+                               rtol=1e-9, atol=1e-12)
+    assert jacobian_rank(gauss, x, sigma).tolist() == [int(numerical_rank(values))] * 4
+    with pytest.raises(InputError, match="sigma"):
+        gauss.jacobian_singular_values(0.0)
 
 
 @FEW
