@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -160,6 +161,11 @@ def test_violins_tell_low_ranks_of_a_cifar_sized_n_apart():
     (flat,) = [line for line in ax.get_lines() if line.get_label().startswith("flat spectrum")]
     assert flat.get_ydata()[0] == pytest.approx(3011 / n)
     assert "n = 3,072" in right.get_ylabel() and "3,072" in [t.get_text() for t in right.get_yticklabels()]
+    curve = [(80.0, 8 / n), (0.002, 2970 / n)]
+    (line,) = [line for line in jacobian_rank_figure(rows, n, curves={"Gaussian": curve}).axes[0].get_lines()
+               if line.get_label() == "Gaussian"]
+    assert list(line.get_xdata()) == pytest.approx([-math.log10(80.0), math.log10(500.0)])
+    assert list(line.get_ydata()) == pytest.approx([8 / n, 2970 / n])
 
 
 def test_report_prints_only_stored_numbers(molrg_run, tmp_path):

@@ -610,7 +610,8 @@ def subspace_phase_figure(cells: Sequence[Mapping[str, Any]], panels: Sequence[t
 
 
 def jacobian_rank_figure(rows: Sequence[Mapping[str, Any]], dim: int, reference: Mapping[str, int] | None = None,
-                         title: str = "", energy: float = RANK_ENERGY) -> Figure:
+                         title: str = "", energy: float = RANK_ENERGY,
+                         curves: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> Figure:
     """Paper 2's Fig. 3 for one model: per noise level, a violin of the Jacobian's numerical rank / n over the
     samples, against the SNR 1/sigma (log axis); the median marked; for a model of an MoLRG, d/n and K d/n dashed.
 
@@ -620,7 +621,8 @@ def jacobian_rank_figure(rows: Sequence[Mapping[str, Any]], dim: int, reference:
     3,011 of 3,072 at 0.99), the most any n x n Jacobian can reach (its top k singular values hold at least k / n of
     the squared norm).
 
-    ``rows`` are the records of ``ranks.csv`` (keys ``sigma`` and ``rank_over_n``; numbers or strings).
+    ``rows`` are the records of ``ranks.csv`` (keys ``sigma`` and ``rank_over_n``; numbers or strings);
+    ``curves`` maps a label to (sigma, rank / n) points of another model (e.g. a closed form), drawn as a line.
     """
     identity = int(numerical_rank(torch.ones(dim, dtype=torch.float64), energy))
     with print_style():
@@ -649,6 +651,9 @@ def jacobian_rank_figure(rows: Sequence[Mapping[str, Any]], dim: int, reference:
             d, k = int(reference["rank"]), int(reference["components"])
             ax.axhline(d / dim, color="tab:red", ls="--", lw=0.8, label=f"d / n = {d}/{dim}")
             ax.axhline(k * d / dim, color="tab:green", ls="--", lw=0.8, label=f"K d / n = {k * d}/{dim}")
+        for i, (label, points) in enumerate((curves or {}).items()):
+            xs, ys = zip(*sorted((math.log10(1.0 / float(sg)), float(v)) for sg, v in points))
+            ax.plot(xs, ys, "-o", ms=2, lw=0.8, color=f"C{i + 1}", label=label)
         ax.legend(loc="best")
         ticks = [t for t in range(math.floor(min(position)), math.ceil(max(position)) + 1)]
         ax.set_xticks(ticks, [f"$10^{{{t}}}$" for t in ticks])

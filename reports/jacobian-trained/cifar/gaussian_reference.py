@@ -9,7 +9,8 @@ rank per level needs only the covariance's eigenvalues. This is the reference be
 
 It reads the jacobian-rank run folder under FOLDER/jacobian-rank/ (its levels and energy) and FOLDER/train/config.json
 (the training data's SHA-256, compared with the images read here), and writes FOLDER/gaussian_ranks.csv and
-FOLDER/gaussian_reference.json. ``--check-sigma`` also takes the rank at that level the way mogsim jacobian-rank does
+FOLDER/gaussian_reference.json and FOLDER/violin_vs_gaussian.png/.pdf (the net's violins with the Gaussian's
+ranks as a line). ``--check-sigma`` also takes the rank at that level the way mogsim jacobian-rank does
 (3,072 forward-mode JVPs at one training image plus noise) and stops if the two differ.
 """
 
@@ -69,10 +70,27 @@ def main(argv: list[str] | None = None) -> int:
                  "same_as_training": fingerprint == trained_on},
         "energy": energy, "dim": n, "dtype": "float64", "levels": rows, "jvp_check": check,
         "seconds": time.monotonic() - t0, "provenance": provenance("cpu")})
+    draw(args.folder, run, metrics, rows)
     for r in rows:
         print(f"sigma {r['sigma']:9.4g}  Gaussian rank {r['gaussian_rank']:5d}  net median {r['net_rank_median']:7g}")
     print(f"data the same as the training run's: {fingerprint == trained_on}")
     return 0
+
+
+def draw(folder: Path, run: Path, metrics: dict, rows: list[dict]) -> None:
+    """The net's violins (its ranks.csv) with the Gaussian's rank / n per level as a line."""
+    from mogsim.io import atomic_path
+    from mogsim.report.figures import jacobian_rank_figure
+    from mogsim.runs import read_csv
+
+    title = (f"unet-64 on CIFAR-10 (0.75 Mimg): n = {metrics['dim']:,}, {metrics['samples']} trajectories, "
+             f"{metrics['arithmetic']}")
+    gaussian = [(r["sigma"], r["gaussian_rank_over_n"]) for r in rows]
+    fig = jacobian_rank_figure(read_csv(run / "ranks.csv"), metrics["dim"], title=title, energy=metrics["energy"],
+                               curves={"Gaussian of the training set (float64)": gaussian})
+    for suffix in ("png", "pdf"):
+        with atomic_path(folder / f"violin_vs_gaussian.{suffix}") as tmp:
+            fig.savefig(tmp, format=suffix, dpi=150)
 
 
 if __name__ == "__main__":
