@@ -146,6 +146,8 @@ def test_gaussian_jacobian_spectrum_matches_forward_mode(seed, sigma, low_rank):
     x = 3 * torch.randn(4, 3, 2, 2, generator=gen, dtype=torch.float64)
     values = gauss.jacobian_singular_values(sigma)
     assert values.shape == (12,) and bool((values[:-1] >= values[1:]).all())
+    lam = gauss.eigenvalues
+    torch.testing.assert_close(lam, torch.linalg.eigvalsh(gauss.cov).flip(0).clamp_min(0), rtol=1e-9, atol=1e-12)
     # squares: the Gram route's zero singular values are square roots of ~1e-16 round-off
     torch.testing.assert_close(singular_values(denoiser_jacobian(gauss, x, sigma)) ** 2, values.expand(4, 12) ** 2,
                                rtol=1e-9, atol=1e-12)

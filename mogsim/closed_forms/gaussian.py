@@ -131,6 +131,12 @@ class GaussianDenoiser(ClosedFormDenoiser):
         shrink = torch.where(evals > 0, evals / (evals + sigma * sigma), torch.zeros_like(evals))  # (B, k)
         return (mean + (coef * shrink) @ basis.T).to(x.dtype)
 
+    @property
+    def eigenvalues(self) -> torch.Tensor:
+        """The covariance's eigenvalues ``lam``, descending, float64, (d,) (round-off zeros set to 0)."""
+        return torch.cat([self._evals, self._evals.new_zeros(self.dim - self._evals.numel())]).sort(
+            descending=True).values
+
     def jacobian_singular_values(self, sigma: float) -> torch.Tensor:
         """The singular values of ``dD/dx = Q diag(lam / (lam + sigma^2)) Q^T``, descending, float64, (d,).
 
@@ -138,8 +144,8 @@ class GaussianDenoiser(ClosedFormDenoiser):
         (:func:`mogsim.metrics.jacobian.numerical_rank` of these): the reference for a net trained on the same data.
         """
         sig = float(check_positive_sigma(sigma))
-        shrink = torch.where(self._evals > 0, self._evals / (self._evals + sig * sig), torch.zeros_like(self._evals))
-        return torch.cat([shrink, shrink.new_zeros(self.dim - shrink.numel())]).sort(descending=True).values
+        lam = self.eigenvalues
+        return torch.where(lam > 0, lam / (lam + sig * sig), torch.zeros_like(lam))
 
     def score(self, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
         """``-(S + sigma^2 I)^-1 (x - mu)``, computed without dividing a small difference by sigma^2."""

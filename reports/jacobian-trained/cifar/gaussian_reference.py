@@ -47,12 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     fingerprint = data_fingerprint(torch.from_numpy(images))
     gauss = moment_matched_gaussian(images_to_tensor(images, dtype=torch.float64))
     energy, n = float(metrics["energy"]), int(metrics["dim"])
+    eigenvalues = gauss.eigenvalues
+    covariance = {"eigenvalue_min": float(eigenvalues.min()), "eigenvalue_max": float(eigenvalues.max()),
+                  "numerical_rank": int(numerical_rank(eigenvalues, energy))}
     rows = []
     for level in metrics["levels"]:
         sigma = float(level["sigma"])
         rank = int(numerical_rank(gauss.jacobian_singular_values(sigma), energy))
         rows.append({"level": level["level"], "sigma": sigma, "snr": 1.0 / sigma, "gaussian_rank": rank,
-                     "gaussian_rank_over_n": rank / n, "net_rank_median": level["rank_median"]})
+                     "gaussian_rank_over_n": rank / n, "net_rank_median": level["rank_median"],
+                     "eigenvalues_above_sigma2": int((eigenvalues > sigma ** 2).sum())})
     check = None
     if args.check_sigma is not None:
         x = images_to_tensor(images[:1], dtype=torch.float64)
@@ -61,14 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         by_spectrum = int(numerical_rank(gauss.jacobian_singular_values(args.check_sigma), energy))
         check = {"sigma": args.check_sigma, "rank_from_jvps": by_jvp, "rank_from_spectrum": by_spectrum}
         if by_jvp != by_spectrum:
-            print(f"gaussian_reference: the JVP rank {by_jvp} differs from the spectrum's {by_spectrum}", file=sys.stderr)
+            print(f"gaussian_reference: the JVP rank {by_jvp} differs from the spectrum's {by_spectrum}",
+                  file=sys.stderr)
             return 1
     write_csv(args.folder / "gaussian_ranks.csv", rows)
     write_json(args.folder / "gaussian_reference.json", {
         "what": "numerical rank of the Jacobian of the moment-matched Gaussian denoiser of the CIFAR-10 training set",
         "data": {"source": str(args.data), "images": int(images.shape[0]), "sha256": fingerprint,
                  "same_as_training": fingerprint == trained_on},
-        "energy": energy, "dim": n, "dtype": "float64", "levels": rows, "jvp_check": check,
+        "energy": energy, "dim": n, "dtype": "float64", "covariance": covariance, "levels": rows,
+        "jvp_check": check,
         "seconds": time.monotonic() - t0, "provenance": provenance("cpu")})
     draw(args.folder, run, metrics, rows)
     for r in rows:
