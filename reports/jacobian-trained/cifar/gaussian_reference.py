@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     (run,) = sorted((args.folder / "jacobian-rank").glob("jacobian-rank-*"))
     metrics = json.loads((run / "metrics.json").read_text())
     trained_on = json.loads((args.folder / "train" / "config.json").read_text())["data"]["sha256"]
-    t0 = time.monotonic()
+    t0, started = time.monotonic(), provenance("cpu")  # before this script rewrites its committed outputs
     images, _ = load_cifar10(args.data)
     fingerprint = data_fingerprint(torch.from_numpy(images))
     gauss = moment_matched_gaussian(images_to_tensor(images, dtype=torch.float64))
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                  "same_as_training": fingerprint == trained_on},
         "energy": energy, "dim": n, "dtype": "float64", "covariance": covariance, "levels": rows,
         "jvp_check": check,
-        "seconds": time.monotonic() - t0, "provenance": provenance("cpu")})
+        "seconds": time.monotonic() - t0, "provenance": started})
     draw(args.folder, run, metrics, rows)
     for r in rows:
         print(f"sigma {r['sigma']:9.4g}  Gaussian rank {r['gaussian_rank']:5d}  net median {r['net_rank_median']:7g}")
