@@ -62,7 +62,7 @@ def build_jacobian(f: RunFiles) -> Section:
         if key in f.get(M, "rules"):
             methods.append(f"<b>Rule ({key.replace('_', ' ')}).</b> {f.text(M, 'rules', key)}")
     figures = [Figure("jacobian-violins", f"Numerical rank / n (left; the rank, right; logarithmic above a rank of "
-                      f"1) of the Jacobian against the {SNR}, one violin per noise level over the trajectories "
+                      f"one) of the Jacobian against the {SNR}, one violin per noise level over the trajectories "
                       f"(black: median; a bar where all samples agree); dotted: a flat spectrum's rank, the most "
                       f"any Jacobian can reach"
                       + (", with d/n and K d/n dashed" if f.get(M, "reference", default=None) else "")
