@@ -1,7 +1,9 @@
 """Jacobian of a denoiser and its numerical rank (mogsim.metrics.jacobian; paper 2, Fig. 3).
 
 * The forward-mode Jacobian equals autograd's reverse-mode Jacobian (float64 closed form, a float32 network).
-* Known answers: a linear denoiser of known singular values, the identity, zero, the data mean; the rank rule's edges.
+* Known answers: a linear denoiser of known singular values, the identity, zero, the data mean, projections; the
+  rank rule's edges; no spectrum's rank exceeds a flat one's.
+* The Gaussian closed form's Jacobian spectrum equals the forward-mode one.
 * The MoLRG closed form has rank d at high SNR and K d at low SNR, on random MoLRGs; the same along trajectories.
 * A sample's Jacobian does not depend on its batch or on the chunking; bad inputs are one-line errors.
 """
@@ -15,7 +17,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mogsim import EmpiricalDenoiser, MoLRG, noise_for_seeds
+from mogsim import EmpiricalDenoiser, GaussianDenoiser, MoLRG, noise_for_seeds
 from mogsim.errors import InputError
 from mogsim.metrics.jacobian import (denoiser_jacobian, jacobian_rank, numerical_rank, singular_values,
                                      trajectory_ranks)
@@ -112,6 +114,59 @@ def test_degenerate_denoisers():
     # with a Jacobian inside the data's span (rank <= N - 1)
     assert jacobian_rank(emp, data + 1e-3 * torch.randn(5, 10, dtype=torch.float64), 1e-3).tolist() == [0] * 5
     assert max(jacobian_rank(emp, 50 * torch.randn(5, 10, dtype=torch.float64), 50.0).tolist()) <= 4
+
+
+def test_identity_and_projections_of_an_image_shape():
+    """On a 3x8x8 sample (n = 192) the 0.99-of-the-norm rule keeps ceil(0.9801 r) of r equal singular values: the
+    identity has rank 189 (all 192 with energy 1), an orthogonal projection (of any scale) of rank 5 has 5, one of
+    rank 60 has 59 (0.9801 * 60 = 58.8)."""
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    assert jacobian_rank(lambda z, s: z * 1.0, x, 0.5).tolist() == [189, 189]
+    assert jacobian_rank(lambda z, s: z * 1.0, x, 0.5, energy=1.0).tolist() == [192, 192]
+    for r, expected in ((5, 5), (60, 59)):
+        u, _ = torch.linalg.qr(torch.randn(192, r, dtype=torch.float64))
+        for scale in (1.0, 1e-3):
+            def project(z, s, u=u, scale=scale):
+                return scale * ((z.reshape(-1, 192) @ u) @ u.T).reshape(z.shape)
+
+            assert jacobian_rank(project, x, 0.5).tolist() == [expected, expected]
+            assert jacobian_rank(project, x, 0.5, energy=1.0).tolist() == [r, r]
+
+
+@FEW
+@given(st.integers(0, 10**6), st.sampled_from((0.002, 0.3, 1.0, 80.0)), st.booleans())
+def test_gaussian_jacobian_spectrum_matches_forward_mode(seed, sigma, low_rank):
+    """GaussianDenoiser.jacobian_singular_values (lam / (lam + sigma^2), the same at every x) equals the singular
+    values of the forward-mode Jacobian at random points, for a full and a low-rank (thin factor) covariance."""
+    gen = torch.Generator().manual_seed(seed)
+    factor = torch.randn(12, 5 if low_rank else 20, generator=gen, dtype=torch.float64)
+    factor = factor * torch.logspace(0, -3, factor.shape[1], dtype=torch.float64)  # a decaying spectrum
+    mean = torch.randn(3, 2, 2, generator=gen, dtype=torch.float64)
+    gauss = GaussianDenoiser.from_factor(mean, factor) if low_rank else GaussianDenoiser(mean, factor @ factor.T)
+    x = 3 * torch.randn(4, 3, 2, 2, generator=gen, dtype=torch.float64)
+    values = gauss.jacobian_singular_values(sigma)
+    assert values.shape == (12,) and bool((values[:-1] >= values[1:]).all())
+    lam = gauss.eigenvalues
+    torch.testing.assert_close(lam, torch.linalg.eigvalsh(gauss.cov).flip(0).clamp_min(0), rtol=1e-9, atol=1e-12)
+    # squares: the Gram route's zero singular values are square roots of ~1e-16 round-off
+    torch.testing.assert_close(singular_values(denoiser_jacobian(gauss, x, sigma)) ** 2, values.expand(4, 12) ** 2,
+                               rtol=1e-9, atol=1e-12)
+    assert jacobian_rank(gauss, x, sigma).tolist() == [int(numerical_rank(values))] * 4
+    with pytest.raises(InputError, match="sigma"):
+        gauss.jacobian_singular_values(0.0)
+
+
+@FEW
+@given(st.integers(1, 4000), st.integers(0, 10**6), st.floats(0.5, 1.0))
+def test_no_spectrum_outranks_a_flat_one(n, seed, energy):
+    """The top k of n singular values hold at least k / n of the squared norm, so no Jacobian's numerical rank
+    exceeds the identity's, ceil(energy^2 n) (3,011 of 3,072 at 0.99): the ceiling of the figures' rank axis."""
+    flat = int(numerical_rank(torch.ones(n, dtype=torch.float64), energy))
+    gen = torch.Generator().manual_seed(seed)
+    spectrum = torch.rand(n, generator=gen, dtype=torch.float64).pow(3).sort(descending=True).values
+    assert int(numerical_rank(spectrum, energy)) <= flat
+    for size, ceiling in ((48, 48), (60, 59), (192, 189), (3072, 3011)):  # ceil(0.9801 n)
+        assert int(numerical_rank(torch.ones(size, dtype=torch.float64))) == ceiling
 
 
 @FEW

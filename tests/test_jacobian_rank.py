@@ -5,12 +5,15 @@
   straight run's ranks and is reused when finished.
 * Trained networks from run folders: a score-match MLP (its d and K are the reference) and a ``mogsim train`` UNet,
   which near sigma = 0 is close to the identity (EDM/VP skip connection) and so nearly full rank.
+* Known answers through the command: a one-component MoLRG (a projection, rank d at every level) and a train run
+  with zeroed weights (the identity, ceil(0.9801 n) of n); the violin's rank axis separates small ranks at n = 3,072.
 * The report prints only stored numbers (checked as in test_report); bad inputs are rows of test_bad_inputs.py.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -109,6 +112,60 @@ def test_train_run_unet_is_nearly_full_rank_at_small_sigma(trained_runs, tmp_pat
     # D = c_skip x + c_out F with c_skip -> 1 and c_out -> 0 as sigma -> 0: nearly the identity, rank ~ 0.98 n
     assert m["levels"][-1]["rank_over_n_median"] > 0.95
     assert m["paper_claims"][0]["agrees"] in ("no", "partly")
+
+
+def test_degenerate_models_through_the_command(trained_runs, tmp_path, capsys):
+    """Known answers through the whole run (load, sampler, JVPs, rank, summary): a one-component MoLRG's denoiser
+    is the projection U U^T / (1 + sigma^2), rank d at every level; a train run whose EMA weights are all zero is
+    the identity under VP preconditioning (c_skip = 1, F = 0), rank 189 of n = 192 at every level (0.99 of the norm
+    keeps ceil(0.9801 n) of n equal singular values), so no level is low-rank."""
+    import shutil
+
+    import torch
+
+    from mogsim.runs import RunFolder
+
+    one = run_jacobian_rank(replace(SMALL, components=1, rank=3, seeds=(0, 1)), tmp_path / "k1", device="cpu")
+    assert [(lv["rank_min"], lv["rank_max"]) for lv in one.metrics["levels"]] == [(3, 3)] * 8
+    zero = tmp_path / "zero"
+    shutil.copytree(trained_runs["train"], zero)
+    path = RunFolder(zero).latest_checkpoint()
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["ema"] = {k: torch.zeros_like(v) for k, v in ckpt["ema"].items()}
+    torch.save(ckpt, path)
+    code, _, err = _cli(["jacobian-rank", "--run", str(zero), "--seeds", "0-1", "--sampler-steps", "3", "--out",
+                         str(tmp_path / "jr"), "--quiet", "--device", "cpu", "--max-batch", "192"], capsys)
+    assert code == 0, err
+    (folder,) = (tmp_path / "jr").iterdir()
+    m = json.loads((folder / "metrics.json").read_text())
+    assert [(lv["rank_min"], lv["rank_max"]) for lv in m["levels"]] == [(189, 189)] * 3
+    assert m["low_rank_levels"] == 0 and m["paper_claims"][0]["agrees"] == "no"
+
+
+def test_violins_tell_low_ranks_of_a_cifar_sized_n_apart():
+    """At n = 3,072 the ranks 50 and 160 are 0.016 and 0.052 of n (a few pixels apart on a linear axis): the rank
+    axis is logarithmic above a rank of 1, the rank itself is on the right on the same map, a rank of 0 sits on the
+    axis' bottom, and the flat spectrum's 3,011 is marked."""
+    from mogsim.report.figures import jacobian_rank_figure
+
+    n = 3072
+    rows = [{"sigma": s, "rank_over_n": r / n} for s, r in ((80.0, 160), (10.0, 50), (10.0, 55), (1.0, 0),
+                                                            (0.002, 2983))]
+    fig = jacobian_rank_figure(rows, n, title="t")
+    ax, right = fig.axes
+    height = lambda axis, v: float(axis.transData.transform((0.0, v))[1])  # noqa: E731 - display pixels
+    assert height(ax, 160 / n) - height(ax, 50 / n) > 0.1 * ax.bbox.height
+    for r in (0, 1, 50, 3011, n):
+        assert height(right, r) == pytest.approx(height(ax, r / n), abs=0.5)
+    assert height(ax, 0.0) == pytest.approx(ax.bbox.y0, abs=0.5)
+    (flat,) = [line for line in ax.get_lines() if line.get_label().startswith("flat spectrum")]
+    assert flat.get_ydata()[0] == pytest.approx(3011 / n)
+    assert "n = 3,072" in right.get_ylabel() and "3,072" in [t.get_text() for t in right.get_yticklabels()]
+    curve = [(80.0, 8 / n), (0.002, 2970 / n)]
+    (line,) = [line for line in jacobian_rank_figure(rows, n, curves={"Gaussian": curve}).axes[0].get_lines()
+               if line.get_label() == "Gaussian"]
+    assert list(line.get_xdata()) == pytest.approx([-math.log10(80.0), math.log10(500.0)])
+    assert list(line.get_ydata()) == pytest.approx([8 / n, 2970 / n])
 
 
 def test_report_prints_only_stored_numbers(molrg_run, tmp_path):

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from ..conventions import Sigma
+from ..conventions import Sigma, check_positive_sigma
 from ..denoiser import ClosedFormDenoiser
 from ..errors import InputError
 from ..parsing import whole_number
@@ -130,6 +130,22 @@ class GaussianDenoiser(ClosedFormDenoiser):
         mean, coef, _, basis, evals = self._parts(x)
         shrink = torch.where(evals > 0, evals / (evals + sigma * sigma), torch.zeros_like(evals))  # (B, k)
         return (mean + (coef * shrink) @ basis.T).to(x.dtype)
+
+    @property
+    def eigenvalues(self) -> torch.Tensor:
+        """The covariance's eigenvalues ``lam``, descending, float64, (d,) (round-off zeros set to 0)."""
+        return torch.cat([self._evals, self._evals.new_zeros(self.dim - self._evals.numel())]).sort(
+            descending=True).values
+
+    def jacobian_singular_values(self, sigma: float) -> torch.Tensor:
+        """The singular values of ``dD/dx = Q diag(lam / (lam + sigma^2)) Q^T``, descending, float64, (d,).
+
+        The Jacobian is the same at every x, so its numerical rank at any level needs no JVPs
+        (:func:`mogsim.metrics.jacobian.numerical_rank` of these): the reference for a net trained on the same data.
+        """
+        sig = float(check_positive_sigma(sigma))
+        lam = self.eigenvalues
+        return torch.where(lam > 0, lam / (lam + sig * sig), torch.zeros_like(lam))
 
     def score(self, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
         """``-(S + sigma^2 I)^-1 (x - mu)``, computed without dividing a small difference by sigma^2."""

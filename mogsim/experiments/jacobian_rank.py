@@ -367,7 +367,9 @@ def draw_violins(folder: Path, metrics: dict[str, Any], rows: list[dict[str, Any
         return f"not drawn ({exc})"
     from ..io import atomic_path
 
-    fig = jacobian_rank_figure(rows, metrics["dim"], metrics.get("reference"), metrics["model"]["kind"])
+    title = (f"{metrics['model']['kind']}: n = {metrics['dim']:,}, {metrics['samples']} trajectories, "
+             f"{metrics['arithmetic']}")
+    fig = jacobian_rank_figure(rows, metrics["dim"], metrics.get("reference"), title, metrics["energy"])
     for suffix in ("png", "pdf"):
         with atomic_path(Path(folder) / f"violin.{suffix}") as tmp:
             fig.savefig(tmp, format=suffix, dpi=150)

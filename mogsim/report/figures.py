@@ -15,10 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
+import torch
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+from ..metrics.jacobian import RANK_ENERGY, numerical_rank
 
 _REF_STYLE = {"true": dict(color="tab:blue", label="vs true MoLRG"),
               "empirical": dict(color="tab:red", label="vs empirical optimum")}
@@ -606,15 +610,24 @@ def subspace_phase_figure(cells: Sequence[Mapping[str, Any]], panels: Sequence[t
 
 
 def jacobian_rank_figure(rows: Sequence[Mapping[str, Any]], dim: int, reference: Mapping[str, int] | None = None,
-                         title: str = "") -> Figure:
+                         title: str = "", energy: float = RANK_ENERGY,
+                         curves: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> Figure:
     """Paper 2's Fig. 3 for one model: per noise level, a violin of the Jacobian's numerical rank / n over the
     samples, against the SNR 1/sigma (log axis); the median marked; for a model of an MoLRG, d/n and K d/n dashed.
 
-    ``rows`` are the records of ``ranks.csv`` (keys ``sigma`` and ``rank_over_n``; numbers or strings).
+    The rank axis is logarithmic above 1/n (linear below, so a rank of 0 is drawn), with rank / n on the left and
+    the rank itself on the right: at n = 3,072 ranks of 50 and 150 are 0.016 and 0.049 of n, indistinguishable on a
+    linear axis. A dotted line marks the numerical rank of a flat spectrum (the identity: ceil(energy^2 n) of n,
+    3,011 of 3,072 at 0.99), the most any n x n Jacobian can reach (its top k singular values hold at least k / n of
+    the squared norm).
+
+    ``rows`` are the records of ``ranks.csv`` (keys ``sigma`` and ``rank_over_n``; numbers or strings);
+    ``curves`` maps a label to (sigma, rank / n) points of another model (e.g. a closed form), drawn as a line.
     """
+    identity = int(numerical_rank(torch.ones(dim, dtype=torch.float64), energy))
     with print_style():
         fig = Figure(figsize=(6.9, 2.8))
-        fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.86 if title else 0.94)
+        fig.subplots_adjust(left=0.09, right=0.91, bottom=0.17, top=0.86 if title else 0.94)
         ax = fig.subplots()
         groups: dict[float, list[float]] = defaultdict(list)
         for r in rows:
@@ -633,17 +646,31 @@ def jacobian_rank_figure(rows: Sequence[Mapping[str, Any]], dim: int, reference:
             lo, hi = float(v.min()), float(v.max())
             ax.plot([p, p], [lo, hi], color="tab:blue", lw=0.6)
             ax.plot([p - 0.06, p + 0.06], [float(np.median(v))] * 2, color="k", lw=1.2)
+        ax.axhline(identity / dim, color="0.4", ls=":", lw=0.8, label=f"flat spectrum (identity): {identity:,}/{dim:,}")
         if reference:
             d, k = int(reference["rank"]), int(reference["components"])
             ax.axhline(d / dim, color="tab:red", ls="--", lw=0.8, label=f"d / n = {d}/{dim}")
             ax.axhline(k * d / dim, color="tab:green", ls="--", lw=0.8, label=f"K d / n = {k * d}/{dim}")
-            ax.legend(loc="best")  # the top right corner holds the high-SNR violins of a trained net
+        for i, (label, points) in enumerate((curves or {}).items()):
+            xs, ys = zip(*sorted((math.log10(1.0 / float(sg)), float(v)) for sg, v in points))
+            ax.plot(xs, ys, "-o", ms=2, lw=0.8, color=f"C{i + 1}", label=label)
+        ax.legend(loc="best")
         ticks = [t for t in range(math.floor(min(position)), math.ceil(max(position)) + 1)]
         ax.set_xticks(ticks, [f"$10^{{{t}}}$" for t in ticks])
         ax.set_xlim(min(position) - 0.25, max(position) + 0.25)
-        ax.set_ylim(-0.02, 1.02)
+        # rank / n on the left, the rank on the right: one symlog map (linear below one rank, so 0 is drawn)
+        right = ax.twinx()
+        for axis, one in ((ax, 1.0 / dim), (right, 1.0)):  # one: a rank of 1 in the axis' unit
+            axis.set_yscale("symlog", linthresh=one, linscale=0.4)
+            axis.set_ylim(0.0, one * (dim + 0.5))
+            decades = [10.0 ** e for e in range(math.ceil(math.log10(one)), math.floor(math.log10(one * dim)) + 1)]
+            axis.yaxis.set_major_locator(FixedLocator([0.0] + decades + ([float(dim)] if axis is right else [])))
+            axis.yaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        right.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.set_xlabel("SNR $1/\\sigma$")
         ax.set_ylabel("numerical rank / n")
+        right.set_ylabel(f"numerical rank (n = {dim:,})")
         ax.grid(True, which="major", alpha=0.3)
         if title:
             ax.set_title(title)

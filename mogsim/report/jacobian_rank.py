@@ -61,8 +61,10 @@ def build_jacobian(f: RunFiles) -> Section:
     for key in ("low_rank", "reference"):
         if key in f.get(M, "rules"):
             methods.append(f"<b>Rule ({key.replace('_', ' ')}).</b> {f.text(M, 'rules', key)}")
-    figures = [Figure("jacobian-violins", f"Numerical rank / n of the Jacobian against the {SNR}, one violin per "
-                      f"noise level over the trajectories (black: median; a bar where all samples agree)"
+    figures = [Figure("jacobian-violins", f"Numerical rank / n (left; the rank, right; logarithmic above a rank of "
+                      f"one) of the Jacobian against the {SNR}, one violin per noise level over the trajectories "
+                      f"(black: median; a bar where all samples agree); dotted: a flat spectrum's rank, the most "
+                      f"any Jacobian can reach"
                       + (", with d/n and K d/n dashed" if f.get(M, "reference", default=None) else "")
                       + f"; compare with {WANG}, {FIG3}. Look at where the rank changes with the noise level.",
                       lambda: _draw(f), key=True)]
@@ -90,8 +92,9 @@ def _draw(f: RunFiles) -> Any:
     from .figures import jacobian_rank_figure
 
     rows = f.numeric_rows("ranks.csv", ("sigma", "rank_over_n"))
-    return jacobian_rank_figure(rows, int(f.get("metrics.json", "dim")), f.get("metrics.json", "reference",
-                                                                               default=None))
+    return jacobian_rank_figure(rows, int(f.get("metrics.json", "dim")),
+                                f.get("metrics.json", "reference", default=None),
+                                energy=float(f.get("metrics.json", "energy")))
 
 
 KINDS = (Kind("jacobian rank", "config.json with format mogsim-jacobian-rank", is_jacobian, build_jacobian),)

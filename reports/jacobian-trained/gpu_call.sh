@@ -30,11 +30,13 @@ left() { echo $(( BUDGET - (SECONDS - START) )); }
 CLI=("$PY" -m mogsim.cli.app)
 if (( QUICK )); then
   DEV=cpu; SM=(--steps 20 --batch 32 --width 8 --sample-seeds 16 --eval-queries 32); SEEDS=0-1
-  TRAIN=(--arch unet-tiny --n 64 --images ${IMAGES:-256} --batch 32 --checkpoint-every 4); CSEEDS=0; CIFAR_NEEDS=20
+  TRAIN_IMAGES=${IMAGES:-256}
+  TRAIN=(--arch unet-tiny --n 64 --images $TRAIN_IMAGES --batch 32 --checkpoint-every 4); CSEEDS=0; CIFAR_NEEDS=20
   JEXTRA=(--sampler-steps 2 --solver euler); JAC_RESERVE=5; RATE=10
 else
   DEV=cuda; SM=(--steps 800 --batch 512 --width 64); SEEDS=0-15
-  TRAIN=(--arch unet-64 --images ${IMAGES:-100000} --batch 128 --no-compile --checkpoint-every 1000)
+  TRAIN_IMAGES=${IMAGES:-100000}
+  TRAIN=(--arch unet-64 --images $TRAIN_IMAGES --batch 128 --no-compile --checkpoint-every 1000)
   CSEEDS=0-1; CIFAR_NEEDS=120; JEXTRA=(); JAC_RESERVE=70; RATE=2825
 fi
 if (( CIFAR_ONLY )); then
@@ -60,7 +62,7 @@ for nk in "${NKS[@]}"; do
   echo "   exit $? at $(( SECONDS - START )) s" | tee -a "$LOG"
 done
 if (( $(left) >= CIFAR_NEEDS )); then
-  echo "== CIFAR-10 ${TRAIN[1]}: ${TRAIN[5]} training images, $(left) s left" | tee -a "$LOG"
+  echo "== CIFAR-10 ${TRAIN[1]}: $TRAIN_IMAGES training images, $(left) s left" | tee -a "$LOG"
   DATA=${CIFAR_DATA:-.gpu/gap/.gpu-data/cifar10-train}
   timeout -s INT $(( $(left) - JAC_RESERVE )) "${CLI[@]}" train --data "$DATA" "${TRAIN[@]}" --precond edm \
     --lr 1e-3 --lr-warmup-images 0 --keep-checkpoints 1 --no-progress --device $DEV --out "$W/cifar" >> "$LOG" 2>&1
