@@ -63,8 +63,9 @@ def compare(fp32: Any, bf16: Any) -> dict[str, Any]:
         x, y, ci = fp32.metrics[key], bf16.metrics[key], fp32.metrics[f"{key}_ci"]
         out["scalars"][key] = {"fp32": x, "bf16": y, "fp32_ci": ci, "bf16_ci": bf16.metrics[f"{key}_ci"],
                                "difference": y - x, "bf16_within_fp32_ci": ci[0] <= y <= ci[1]}
-    out["scalars"]["loss_ratio"] = {"fp32": fp32.metrics["loss_ratio"], "bf16": bf16.metrics["loss_ratio"],
-                                    "relative_difference": bf16.metrics["loss_ratio"] / fp32.metrics["loss_ratio"] - 1}
+    lr_a, lr_b, lr_se = fp32.metrics["loss_ratio"], bf16.metrics["loss_ratio"], fp32.metrics["loss_ratio_se"]
+    out["scalars"]["loss_ratio"] = {"fp32": lr_a, "bf16": lr_b, "fp32_se": lr_se,
+                                    "relative_difference": lr_b / lr_a - 1, "difference_in_se": (lr_b - lr_a) / lr_se}
     pa, pb = fp32.metrics["per_sigma"], bf16.metrics["per_sigma"]
     rows, worst = [], 0.0
     for s in pa["distance"]:
@@ -74,7 +75,9 @@ def compare(fp32: Any, bf16: Any) -> dict[str, Any]:
             z = np.abs(db - da) / np.where(se > 0, se, np.inf)
             worst = max(worst, float(z.max()))
             rows.append({"query_set": s, "reference": r, "max_relative_difference": float(np.max(np.abs(db / da - 1))),
-                         "max_difference_in_se": float(z.max()), "median_relative_se": float(np.median(se / da))})
+                         "max_difference_in_se": float(z.max()), "sigma_of_max": float(pa["sigmas"][int(z.argmax())]),
+                         "median_relative_se": float(np.median(se / da)), "max_relative_se": float(np.max(se / da)),
+                         "relative_se": (se / da).tolist()})
     out["distances"] = rows
     out["distances_max_difference_in_se"] = worst
     return out

@@ -24,7 +24,8 @@ denoiser against it. Memory on the device: 8 bytes per coordinate of every query
 
 **Standard error per level.** ``distance = mean(e) / mean(s)`` over the queries (e: squared error to the reference,
 s: the reference's squared step ``||D_ref - x||^2``); its delta-method standard error is
-``std(e - distance * s) / sqrt(queries) / mean(s)``, reported beside every distance.
+``std(e - distance * s) / sqrt(queries) / mean(s)``, reported beside every distance; the loss ratio carries the same
+standard error over its batch.
 
 Cost on CIFAR-10 (d = 3,072): the empirical reference costs about 4 N d flops per query (distances and weighted sum
 as matrix products): N = 32,768, 512 queries x 18 levels x 2 sets is 7e12 float64 flops, about 0.2 s at the
@@ -109,6 +110,15 @@ def noisy_query_batch(x0: torch.Tensor, sigma: float, count: int, seed: int, nam
     return x0[rows].to(torch.float64) + float(sigma) * eps
 
 
+def ratio_standard_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Delta-method standard error of ``mean(a) / mean(b)`` over paired samples: ``std(a - r b) / sqrt(n) /
+    mean(b)`` (NaN for fewer than two samples or a zero denominator)."""
+    n, mean_b = len(a), float(np.mean(b))
+    if n < 2 or mean_b == 0:
+        return math.nan
+    return float(np.std(a - np.mean(a) / mean_b * b, ddof=1) / math.sqrt(n) / mean_b)
+
+
 def _sq_norms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-row ``||a - b||^2`` in float64, on the CPU."""
     d = (a.to(torch.float64) - b.to(torch.float64)).reshape(a.shape[0], -1)
@@ -117,25 +127,23 @@ def _sq_norms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class DistanceReferences:
-    """The seeded queries and every reference's float64 answers on them, on one device: for query set ``s`` and
-    level ``i``, ``queries[s][i]`` (Q, ...) and ``answers[s][r][i]`` (Q, ...), with the per-query squared steps
-    ``steps[s][r][i]`` = ``||D_ref(x) - x||^2`` (Q,) on the CPU."""
+    """The seeded queries and every reference's float64 answers on them, on one device. Per query set ``s``, the
+    levels' queries are stacked level after level: ``queries[s]`` (L Q, ...), their noise levels ``query_sigmas[s]``
+    (L Q,), ``answers[s][r]`` (L Q, ...) and the squared steps ``steps[s][r]`` = ``||D_ref(x) - x||^2`` (L Q,) on the
+    CPU. Denoisers are called on chunks of the stack with one sigma per query, so every call is a full chunk
+    whatever the count per level."""
 
     sigmas: np.ndarray
-    queries: dict[str, list[torch.Tensor]]
-    answers: dict[str, dict[str, list[torch.Tensor]]]
-    steps: dict[str, dict[str, list[torch.Tensor]]]
+    queries: dict[str, torch.Tensor]
+    query_sigmas: dict[str, torch.Tensor]
+    answers: dict[str, dict[str, torch.Tensor]]
+    steps: dict[str, dict[str, np.ndarray]]
     count: int
     seed: int
 
-    @property
-    def references(self) -> list[str]:
-        return list(next(iter(self.answers.values())))
-
     def arrays(self) -> dict[str, np.ndarray]:
         """The answers (the costly part; the queries are regenerated from the seed) as named arrays for a file."""
-        return {f"answer__{s}__{r}": torch.stack(levels).cpu().numpy()
-                for s, per_ref in self.answers.items() for r, levels in per_ref.items()}
+        return {f"answer__{s}__{r}": a.cpu().numpy() for s, per_ref in self.answers.items() for r, a in per_ref.items()}
 
 
 def _query_sets(query_sets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -156,6 +164,13 @@ def _levels(sigmas: Sequence[float]) -> list[float]:
     return levels
 
 
+def _in_chunks(denoise: Denoise, x: torch.Tensor, sigma: torch.Tensor, chunk: int, dtype: torch.dtype
+               ) -> torch.Tensor:
+    """``denoise`` on ``x`` (rounded to ``dtype``) with per-row ``sigma``, ``chunk`` rows per call, as float64."""
+    return torch.cat([denoise(x[j:j + chunk].to(dtype), sigma[j:j + chunk]).to(torch.float64)
+                      for j in range(0, x.shape[0], chunk)])
+
+
 @torch.no_grad()
 def distance_references(references: Mapping[str, Denoise], query_sets: Mapping[str, torch.Tensor],
                         sigmas: Sequence[float], *, queries: int = DISTANCE_QUERIES, seed: int = 0,
@@ -163,26 +178,27 @@ def distance_references(references: Mapping[str, Denoise], query_sets: Mapping[s
                         answers: Mapping[str, np.ndarray] | None = None) -> DistanceReferences:
     """The queries of every query set (clean x0, float in [-1, 1], (M, ...)) at every sigma and the answers of every
     reference on them (see the module docs). ``answers`` (from :meth:`DistanceReferences.arrays` of the same
-    settings, e.g. read back from a file) replaces computing them."""
+    settings, e.g. read back from a file) replaces computing them; one of the wrong shape is a ValueError."""
     if not references:
         raise InputError("pass at least one reference")
     sets, levels = _query_sets(query_sets), _levels(sigmas)
     queries, chunk = int(whole_number(queries, "queries", lo=1)), int(whole_number(chunk, "chunk", lo=1))
     dev = torch.device(device)
-    xs = {s: [noisy_query_batch(x0, sigma, queries, seed, s, i).to(dev) for i, sigma in enumerate(levels)]
+    xs = {s: torch.cat([noisy_query_batch(x0, sigma, queries, seed, s, i) for i, sigma in enumerate(levels)]).to(dev)
           for s, x0 in sets.items()}
-    out: dict[str, dict[str, list[torch.Tensor]]] = {s: {} for s in sets}
+    sig = torch.tensor(levels, dtype=torch.float64).repeat_interleave(queries).to(dev)
+    out: dict[str, dict[str, torch.Tensor]] = {s: {} for s in sets}
     for s in sets:
         for r, ref in references.items():
-            if answers is not None:
-                stored = torch.from_numpy(answers[f"answer__{s}__{r}"]).to(dev)
-                out[s][r] = list(stored.unbind(0))
-            else:
-                out[s][r] = [torch.cat([ref(x[j:j + chunk], sigma).to(torch.float64)
-                                        for j in range(0, queries, chunk)])
-                             for x, sigma in zip(xs[s], levels)]
-    steps = {s: {r: [_sq_norms(a, x) for a, x in zip(out[s][r], xs[s])] for r in references} for s in sets}
-    return DistanceReferences(np.asarray(levels), xs, out, steps, queries, int(seed))
+            if answers is None:
+                out[s][r] = _in_chunks(ref, xs[s], sig, chunk, torch.float64)
+                continue
+            stored = np.asarray(answers[f"answer__{s}__{r}"])
+            if stored.shape != tuple(xs[s].shape):
+                raise ValueError(f"stored answers of {s}/{r} have shape {stored.shape}, not {tuple(xs[s].shape)}")
+            out[s][r] = torch.from_numpy(stored).to(device=dev, dtype=torch.float64)
+    steps = {s: {r: _sq_norms(a, xs[s]).numpy() for r, a in out[s].items()} for s in sets}
+    return DistanceReferences(np.asarray(levels), xs, {s: sig for s in sets}, out, steps, queries, int(seed))
 
 
 @torch.no_grad()
@@ -191,22 +207,18 @@ def distances_to(net: Denoise, refs: DistanceReferences, *, net_dtype: torch.dty
     """Distances of ``net`` to every reference of ``refs`` (its queries rounded to ``net_dtype``), with their
     standard errors; the net is called once per query, whatever the number of references."""
     chunk = int(whole_number(chunk, "chunk", lo=1))
-    n = refs.count
+    n, levels = refs.count, len(refs.sigmas)
     error: dict[str, dict[str, np.ndarray]] = {}
     spread: dict[str, dict[str, np.ndarray]] = {}
     se: dict[str, dict[str, np.ndarray]] = {}
-    for s, per_level in refs.queries.items():
-        error[s] = {r: np.zeros(len(refs.sigmas)) for r in refs.answers[s]}
-        spread[s] = {r: np.zeros(len(refs.sigmas)) for r in refs.answers[s]}
-        se[s] = {r: np.zeros(len(refs.sigmas)) for r in refs.answers[s]}
-        for i, (x, sigma) in enumerate(zip(per_level, refs.sigmas.tolist())):
-            d_net = torch.cat([net(x[j:j + chunk].to(net_dtype), sigma).to(torch.float64) for j in range(0, n, chunk)])
-            for r, answers in refs.answers[s].items():
-                e = _sq_norms(d_net, answers[i]).numpy()
-                step = refs.steps[s][r][i].numpy()
-                ratio = e.mean() / step.mean()
-                error[s][r][i], spread[s][r][i] = e.mean(), step.mean()
-                se[s][r][i] = (e - ratio * step).std(ddof=1) / math.sqrt(n) / step.mean() if n > 1 else math.nan
+    for s, x in refs.queries.items():
+        d_net = _in_chunks(net, x, refs.query_sigmas[s], chunk, net_dtype)
+        error[s], spread[s], se[s] = {}, {}, {}
+        for r, answers in refs.answers[s].items():
+            e = _sq_norms(d_net, answers).numpy().reshape(levels, n)
+            step = refs.steps[s][r].reshape(levels, n)
+            error[s][r], spread[s][r] = e.mean(axis=1), step.mean(axis=1)
+            se[s][r] = np.array([ratio_standard_error(e[i], step[i]) for i in range(levels)])
     return DenoiserDistances(refs.sigmas.copy(), error, spread, se, n, refs.seed,
                              str(net_dtype).replace("torch.", ""))
 
@@ -229,6 +241,7 @@ class LossRatio:
     loss: float
     floor: float
     ratio: float
+    ratio_se: float
     per_sample_loss: np.ndarray
     per_sample_floor: np.ndarray
     sigma: np.ndarray
@@ -237,7 +250,8 @@ class LossRatio:
     loss_record: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"loss": self.loss, "loss_floor": self.floor, "loss_ratio": self.ratio, "loss_batch": self.batch,
+        return {"loss": self.loss, "loss_floor": self.floor, "loss_ratio": self.ratio, "loss_ratio_se": self.ratio_se,
+                "loss_batch": self.batch,
                 "loss_seed": self.seed, "loss_definition": {**self.loss_record, "per_sample": "weight(sigma) * "
                                                             "mean over coordinates of (D(y + sigma n) - y)^2"}}
 
@@ -304,7 +318,8 @@ def loss_ratio_to(net: Denoise, floor: LossFloor, *, net_dtype: torch.dtype = to
                          for j in range(0, floor.batch, chunk)]).numpy()
     value, floor_value = float(per_net.mean()), float(floor.per_sample.mean())
     ratio = value / floor_value if floor_value > 0 else float("inf")
-    return LossRatio(value, floor_value, ratio, per_net, floor.per_sample, sigma.double().cpu().numpy(),
+    return LossRatio(value, floor_value, ratio, ratio_standard_error(per_net, floor.per_sample), per_net,
+                     floor.per_sample, sigma.double().cpu().numpy(),
                      floor.batch, floor.seed, loss_record(floor.loss))
 
 
