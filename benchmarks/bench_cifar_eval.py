@@ -11,12 +11,13 @@ The net is an untrained DDPM++ UNet (``--arch``, VP) unless ``--run`` names a ``
 does not depend on the weights. Two configurations, each with its own fresh references (so each first evaluation
 samples the optimum), timed stage by stage with CUDA synchronised between stages:
 
-* ``old``: the net in float32 (TF32 off) and no reference cache: the references' answers on the distance queries
-  and the loss floor are recomputed at every evaluation (what every evaluation point cost before the cache);
-* ``new``: the command's default on this device (``--eval-precision``, default bf16 on CUDA) with the references
-  cached: a first evaluation (optimum sampled, references computed and written to a temporary cache folder), a
-  later one (both from memory: every further point of the subset), and a ``resumed`` one (a fresh process's first
-  point: both read from the cache folder).
+* ``old``: the net in float32 (TF32 off), 512 distance queries per level and no reference cache: the references'
+  answers on the distance queries and the loss floor are recomputed at every evaluation (what every evaluation
+  point cost before the cache);
+* ``new``: the command's defaults on CUDA (``--eval-precision``, default bf16; 256 distance queries per level) with
+  the references cached: a first evaluation (optimum sampled, references computed and written to a temporary cache
+  folder), a later one (both from memory: every further point of the subset), and a ``resumed`` one (a fresh
+  process's first point: both read from the cache folder).
 
 Each configuration: ``first`` and ``later``. The JSON is written after every part. Then the training rate of the
 same net, to express evaluation in training time: with the step ``mogsim train`` uses on CUDA without compiling
@@ -55,6 +56,7 @@ if str(REPO) not in sys.path:  # runnable from a checkout without installing
 
 from mogsim.devices import resolve_device  # noqa: E402
 from mogsim.experiments.cifar_gap.command import CUDA_DEFAULTS  # noqa: E402
+from mogsim.experiments.cifar_gap.config import GapConfig  # noqa: E402
 from mogsim.experiments.cifar_gap.eval import (NET_PRECISIONS, CellEvalSettings, CellReferences,  # noqa: E402
                                                evaluate_cell)
 from mogsim.io import write_json  # noqa: E402
@@ -206,11 +208,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.train_steps, args.train_batch, args.chunk = min(args.train_steps, 2), 16, 256
         args.compile_steps = 0
     device = resolve_device(args.device)
-    counts = {"distance_queries": 16, "loss_batch": 64} if args.quick else {}
-    configs = {"old": CellEvalSettings(sample_batch=args.sample_batch, chunk=args.chunk, net_precision="fp32",
-                                       **counts),
+    # old: 512 queries per level and the float32 net; new: the command's paper-profile counts and CUDA arithmetic
+    paper = GapConfig()
+    old = {"distance_queries": 512, "loss_batch": 4096} if not args.quick else {"distance_queries": 16,
+                                                                                  "loss_batch": 64}
+    new = {"distance_queries": paper.distance_queries, "loss_batch": paper.loss_batch} if not args.quick else old
+    configs = {"old": CellEvalSettings(sample_batch=args.sample_batch, chunk=args.chunk, net_precision="fp32", **old),
                "new": CellEvalSettings(sample_batch=args.sample_batch, chunk=args.chunk,
-                                       net_precision=args.eval_precision, **counts)}
+                                       net_precision=args.eval_precision, **new)}
 
     t0 = time.perf_counter()
     subset, test = load_images(args)

@@ -9,7 +9,9 @@ cell's EMA network is compared with the empirical optimum of its subset
 **Profiles** supply defaults; every option given on the command line (or in ``--config``) overrides its profile
 value. ``paper`` follows paper 1: N = 2^6 .. 2^15, DDPM++ UNets of width 64, 128 and 256 (unet-64/128/256), VP
 preconditioning, batch 128, Adam lr 1e-3, 32x32 images, 1,000 sampler seeds; its budget (2 Mimg, 8 evaluation
-points) is ours, far below the paper's 50 Mimg. ``cpu-small`` is a profile that finishes in minutes on 2 CPU cores
+points) is ours, far below the paper's 50 Mimg; its 256 distance queries per level (512 before: the relative
+standard error of a distance is about 1.6% at the median level and 8% at the worst, BENCHMARKS.md, issue 12) keep
+the evaluation's net calls a small share of training. ``cpu-small`` is a profile that finishes in minutes on 2 CPU cores
 and still memorizes at its smallest N: N = 8 and 64, ``unet-tiny`` of width 16 on images reduced to 16x16 by 2x2
 box averaging, EDM preconditioning (VP memorized 4.5x slower in our CPU runs), batch 32, lr 1e-3 without warm-up,
 24,000 images, 200 sampler seeds, 64 distance queries per level and a loss batch of 512. ``auto`` picks ``paper``
@@ -108,8 +110,9 @@ class GapConfig:
                                                shown="0.9 for pixel, 0.6 for a model")
     copy_ratio: float = param(COPY_RATIO, "A sample copies a training image when d1/d2 is below this.",
                               positive=True, below=1.0, shown="1/3")
-    distance_queries: int = param(512, "Queries per noise level and query set for the per-sigma distances.", min=1,
-                                  max=10**6, shown="512; 64 on the CPU")
+    distance_queries: int = param(256, "Queries per noise level and query set for the per-sigma distances (each "
+                                  "distance's standard error is stored beside it).", min=1, max=10**6,
+                                  shown="256; 64 on the CPU")
     loss_batch: int = param(4096, "Items of the seeded batch on which the training loss and its floor are "
                             "measured.", min=1, max=10**7, shown="4096; 512 on the CPU")
     sample_batch: int = param(1000, "Sampler seeds per batch (memory only; results do not depend on it).", min=1,
