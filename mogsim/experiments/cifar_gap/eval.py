@@ -26,11 +26,12 @@ evaluation points): later evaluations then pay only the net's calls.
 ``settings.loss`` must be the net's training loss (``vp`` or ``edm``). RP between two cells (widths, training
 seeds) is ``mogsim.metrics.reproducibility.agreement(samples_a, samples_b, backend)`` on their stored samples.
 
-Cost (CIFAR-10, N = 32,768, 1,000 seeds): the net makes 35,000 + 18,432 + 4,096 calls (sampler, distances, loss);
-the float64 closed forms about 2e13 flops (4 N d per query: the optimum's sampler, the distances, the loss floor),
-once per subset; the nearest-neighbour and similarity searches 4e11 per evaluation. The reference cache holds
-8 bytes per coordinate of every distance query and of both references' answers: 1.4 GB on the device and 0.9 GB on
-disk per subset at those settings (the queries are regenerated from their seed), 3 MB for the CPU profile.
+Cost (CIFAR-10, N = 32,768, 1,000 seeds): the net makes 35,000 + 9,216 + 4,096 calls (sampler, 256 distance
+queries x 18 levels x 2 sets, loss); the float64 closed forms about 2e13 flops (4 N d per query: the optimum's
+sampler, the distances, the loss floor), once per subset; the nearest-neighbour and similarity searches 4e11 per evaluation. The reference cache holds
+8 bytes per coordinate of every distance query and of both references' answers: at the command's 256 queries per
+level 0.7 GB on the device and 0.45 GB on disk per subset (the queries are regenerated from their seed), 28 MB
+for the CPU profile.
 """
 
 from __future__ import annotations
