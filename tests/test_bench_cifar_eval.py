@@ -35,8 +35,8 @@ def bench_module() -> Any:
 
 
 def training_args(**changes: Any) -> SimpleNamespace:
-    args = dict(arch="unet-tiny", train_batch=2, train_precision="fp32", train_steps=50, train_seconds=1e9,
-                train_images_per_s=None)
+    args = dict(arch="unet-tiny", train_batch=2, train_precision="fp32", train_steps=50, compile_steps=0,
+                train_seconds=1e9, train_images_per_s=None)
     return SimpleNamespace(**{**args, **changes})
 
 
@@ -78,17 +78,23 @@ def test_training_rate_given_or_skipped_trains_nothing(monkeypatch):
     assert bench.train_images_per_s(training_args(train_images_per_s=2825.0), subset(), torch.device("cpu")) \
         == (2825.0, {"source": "--train-images-per-s"})
     assert bench.train_images_per_s(training_args(train_steps=0), subset(), torch.device("cpu"))[0] is None
+    assert bench.train_images_per_s(training_args(), subset(), torch.device("cpu"), compile=True) \
+        == (None, {"source": "not measured (--compile-steps 0)"})
+
+
+def fake_metrics(total: float) -> dict[str, Any]:
+    return {"timing_s": {"sample_net": total / 2, "total": total}, "optimum_samples_source": "computed",
+            "fixed_references_source": "computed", "dtypes": {"net_precision": "fp32"}, "rp_optimum": 0.0,
+            "copy_fraction": 0.0, "gl": 1.0, "loss_ratio": 2.0}
 
 
 def test_evaluation_timings_are_written_before_the_training_part(tmp_path, monkeypatch):
-    """A training part that never returns (here: one that fails) leaves the JSON of the evaluations behind."""
+    """A training part that never returns (here: one that fails) leaves the JSON of both configurations behind."""
     bench = bench_module()
-    timing = {"sample_net": 1.0, "distances": 0.5, "total": 1.5}
-    metrics = {"timing_s": timing, "optimum_samples_source": "computed", "rp_optimum": 0.0, "copy_fraction": 0.0,
-               "gl": 1.0, "loss_ratio": 2.0}
+    metrics = fake_metrics(1.5)
     monkeypatch.setattr(bench, "evaluate_cell", lambda *a, **k: SimpleNamespace(metrics=metrics))
 
-    def hang(*args: Any) -> None:
+    def hang(*args: Any, **kwargs: Any) -> None:
         raise TimeoutError("the training part did not return")
 
     monkeypatch.setattr(bench, "train_images_per_s", hang)
@@ -96,20 +102,28 @@ def test_evaluation_timings_are_written_before_the_training_part(tmp_path, monke
     with pytest.raises(TimeoutError):
         bench.main(["--quick", "--out", str(out)])
     saved = json.loads(out.read_text())
-    assert [r["run"] for r in saved["runs"]] == ["optimum sampled", "optimum cached"]
-    assert saved["runs"][0]["stages_s"] == timing and saved["training"] == {"source": "pending"}
-    assert saved["train_images_per_s"] is None and "eval_share" not in saved
+    configs = saved["configurations"]
+    assert [r["run"] for r in configs["old"]["runs"]] == ["first", "later"]
+    assert [r["run"] for r in configs["new"]["runs"]] == ["first", "later", "resumed"]
+    assert configs["old"]["net_precision"] == "fp32" and configs["old"]["reference_cache"] is False
+    assert configs["new"]["net_precision"] == "bf16" and configs["new"]["reference_cache"] is True
+    assert configs["old"]["runs"][0]["stages_s"] == metrics["timing_s"] and saved["training"] == {"source": "pending"}
+    assert saved["train_images_per_s"] == {} and "eval_share" not in saved
 
 
 def test_eval_share_from_a_given_rate(tmp_path, monkeypatch):
+    """The share of a run spent evaluating: every point at the later cost, or one first point and the rest later."""
     bench = bench_module()
-    metrics = {"timing_s": {"total": 1.0}, "optimum_samples_source": "memory", "rp_optimum": 0.0,
-               "copy_fraction": 0.0, "gl": 1.0, "loss_ratio": 2.0}
-    monkeypatch.setattr(bench, "evaluate_cell", lambda *a, **k: SimpleNamespace(metrics=metrics))
+    monkeypatch.setattr(bench, "evaluate_cell", lambda *a, **k: SimpleNamespace(metrics=fake_metrics(1.0)))
     out = tmp_path / "bench.json"
     result = bench.main(["--quick", "--out", str(out), "--train-images-per-s", "1000", "--images", "1e4",
                          "--eval-points", "4"])
-    eval_s = result["runs"][1]["wall_s"]
-    assert result["train_s_for_budget"] == pytest.approx(10.0)
-    assert result["eval_share"] == pytest.approx(4 * eval_s / (10.0 + 4 * eval_s))
+    assert result["train_images_per_s"] == {"given": 1000.0}
+    for name, conf in result["configurations"].items():
+        by = {r["run"]: r["wall_s"] for r in conf["runs"]}
+        share = result["eval_share"][name]["given"]
+        assert share["train_s"] == pytest.approx(10.0)
+        assert share["later"] == pytest.approx(4 * by["later"] / (10.0 + 4 * by["later"]))
+        first = by["first"] + 3 * by["later"]
+        assert share["with_first"] == pytest.approx(first / (10.0 + first))
     assert json.loads(out.read_text())["eval_share"] == result["eval_share"]

@@ -11,9 +11,10 @@ import torch
 from conftest import shared_data_dir
 
 from mogsim.errors import InputError
-from mogsim.experiments.cifar_gap.eval import (CellEvalSettings, CellReferences, evaluate_cell,
+from mogsim.experiments.cifar_gap.eval import (CellEvalSettings, CellReferences, at_precision, evaluate_cell,
                                                moment_matched_gaussian)
-from mogsim.metrics.denoiser_distance import denoiser_distances, loss_ratio, noisy_query_batch
+from mogsim.metrics.denoiser_distance import (denoiser_distances, distance_references, distances_to, loss_ratio,
+                                              noisy_query_batch)
 from mogsim.sampling import edm_sigmas
 
 SEEDS = range(100_000, 100_064)
@@ -208,6 +209,88 @@ def test_optimum_samples_are_cached_on_disk(cell, tmp_path):
     other = dict(kwargs, sample_seeds=range(1, 8))  # other seeds: another key
     evaluate_cell(refs.gaussian, train, references=refs, **other)
     assert len(list(tmp_path.glob("optimum-*.npz"))) == 2
+
+
+def test_fixed_references_cached_and_uncached_give_identical_metrics(cell, tmp_path):
+    """The references' answers on the fixed queries and the loss floor: computed once, then from memory, then from
+    disk in a fresh process; every metric identical; a changed setting or other held-out images compute anew."""
+    train, test, _ = cell
+    settings = CellEvalSettings(distance_queries=8, loss_batch=16, net_dtype="float64")
+    kwargs = dict(test_images=test, sample_seeds=range(5), settings=settings, cache_dir=tmp_path)
+    refs = CellReferences(train)
+    half = lambda x, s: 0.5 * (refs.empirical(x, s) + refs.gaussian(x, s))  # noqa: E731
+    uncached = evaluate_cell(half, train, **{**kwargs, "cache_dir": None})
+    first = evaluate_cell(half, train, references=refs, **kwargs)
+    again = evaluate_cell(half, train, references=refs, **kwargs)
+    fresh = CellReferences(train)
+    from_disk = evaluate_cell(half, train, references=fresh, **kwargs)
+    sources = [ev.metrics["fixed_references_source"] for ev in (uncached, first, again, from_disk)]
+    assert sources == ["computed", "computed", "memory", "disk"]
+    assert len(list(tmp_path.glob("references-*.npz"))) == 1
+    for ev in (first, again, from_disk):
+        assert ev.metrics["per_sigma"] == uncached.metrics["per_sigma"]
+        for key in ("loss", "loss_floor", "loss_ratio", "rp_optimum", "copy_fraction"):
+            assert ev.metrics[key] == uncached.metrics[key], key
+        np.testing.assert_array_equal(ev.loss_batch["loss_floor"], uncached.loss_batch["loss_floor"])
+    assert np.all(_distance(from_disk, "train", "empirical") > 0)
+    changed = [dict(kwargs, settings=CellEvalSettings(distance_queries=9, loss_batch=16, net_dtype="float64")),
+               dict(kwargs, settings=CellEvalSettings(distance_queries=8, loss_batch=16, distance_seed=5,
+                                                      net_dtype="float64")),
+               dict(kwargs, settings=CellEvalSettings(distance_queries=8, loss_batch=17, net_dtype="float64")),
+               dict(kwargs, test_images=test[1:])]
+    for i, other in enumerate(changed):
+        ev = evaluate_cell(half, train, references=fresh, **other)
+        assert ev.metrics["fixed_references_source"] == "computed"
+        assert len(list(tmp_path.glob("references-*.npz"))) == 2 + i
+    for path in tmp_path.glob("references-*.npz"):
+        path.write_bytes(b"damaged")  # a damaged file is recomputed, never trusted
+    healed = evaluate_cell(half, train, references=CellReferences(train), **kwargs)
+    assert healed.metrics["fixed_references_source"] == "computed"
+    assert healed.metrics["per_sigma"] == uncached.metrics["per_sigma"]
+
+
+def test_distance_standard_error_is_the_delta_method(cell):
+    """se = std(e - d s) / sqrt(Q) / mean(s) per level, from the per-query errors e and steps s; 0 for the identity
+    (e = s on every query)."""
+    train, test, refs = cell
+    half = lambda x, s: 0.5 * (refs.empirical(x, s) + refs.gaussian(x, s))  # noqa: E731
+    fixed = distance_references({"empirical": refs.empirical}, {"train": train}, [2.0, 0.5], queries=12, seed=4)
+    dist = distances_to(half, fixed, net_dtype=torch.float64)
+    for i, sigma in enumerate([2.0, 0.5]):
+        x = noisy_query_batch(train, sigma, 12, seed=4, name="train", level=i)
+        d_ref = refs.empirical(x, sigma)
+        e = ((half(x, sigma) - d_ref) ** 2).flatten(1).sum(1).numpy()
+        st = ((d_ref - x) ** 2).flatten(1).sum(1).numpy()
+        ratio = e.mean() / st.mean()
+        assert dist.distance("train", "empirical")[i] == pytest.approx(ratio, rel=1e-12)
+        expected = (e - ratio * st).std(ddof=1) / np.sqrt(12) / st.mean()
+        assert dist.distance_se["train"]["empirical"][i] == pytest.approx(expected, rel=1e-9)
+    identity = distances_to(lambda x, s: x.clone(), fixed, net_dtype=torch.float64)
+    np.testing.assert_allclose(identity.distance_se["train"]["empirical"], 0.0, atol=1e-12)
+
+
+def test_net_precision_bf16_rounds_the_net_only(cell):
+    """bf16 autocast changes a float32 net's products (so the option is not a no-op) and is recorded; float64
+    inputs (the exact degenerate tests) stay float64 under it, so the optimum as the net is still exact."""
+    train, test, refs = cell
+    weight = torch.randn(192, 192, generator=torch.Generator().manual_seed(1)) / 40
+
+    def linear(x, s):
+        return (x.flatten(1) @ weight.to(x.dtype)).reshape(x.shape).tanh()
+
+    x = torch.randn(4, 3, 8, 8)
+    assert not torch.equal(at_precision(linear, "bf16", torch.device("cpu"))(x, 1.0), linear(x, 1.0))
+    assert at_precision(linear, "fp32", torch.device("cpu")) is linear
+    small = dict(distance_queries=4, loss_batch=8)
+    ev = _evaluate(linear, cell, settings=CellEvalSettings(net_precision="bf16", **small), seeds=range(4))
+    assert ev.metrics["dtypes"]["net_precision"] == "bf16" and ev.metrics["dtypes"]["net_autocast"] == "bfloat16"
+    assert ev.metrics["settings"]["net_precision"] == "bf16"
+    exact = _evaluate(refs.empirical, cell, settings=CellEvalSettings(net_precision="bf16", net_dtype="float64",
+                                                                       **small), seeds=range(8))
+    assert exact.metrics["rp_optimum"] == 1.0 and exact.metrics["loss_ratio"] == 1.0
+    assert np.all(_distance(exact, "train", "empirical") == 0)
+    with pytest.raises(InputError, match="net_precision"):
+        CellEvalSettings(net_precision="fp16").check()
 
 
 def test_samples_do_not_depend_on_the_batch(cell):

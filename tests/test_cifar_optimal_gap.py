@@ -223,3 +223,25 @@ def test_report_of_the_committed_gpu_runs(name, tmp_path):
     ns = {r["n"] for r in summary["records"]}
     assert result.sections[0].answer.count("at N = ") == len({min(ns), max(ns)})
     assert all(c["measured"].count(f"at N = {min(ns)}:") <= 1 for c in summary["paper_claims"])
+
+
+def test_eval_precision_defaults_and_keys(tmp_path, monkeypatch):
+    """fp32 on the CPU, bf16 on CUDA unless given; fp32 keeps the evaluation key it had before the option existed,
+    another arithmetic gets its own key (stored beside, never mixed); the settings and deviations carry it."""
+    from mogsim.experiments.cifar_gap import command
+    from mogsim.experiments.cifar_gap.cells import eval_key, eval_settings
+    from mogsim.metrics.similarity import make_similarity
+
+    cpu = resolve_options(options(tmp_path, tmp_path / "x", ns="4", images=64))
+    assert cpu["config"].eval_precision == "fp32"
+    assert "eval_precision" not in cpu["config"].eval_record()["evaluation"]
+    bf16 = resolve_options(options(tmp_path, tmp_path / "x", ns="4", images=64, eval_precision="bf16"))
+    assert bf16["config"].eval_record()["evaluation"]["eval_precision"] == "bf16"
+    backend = make_similarity("pixel")
+    assert eval_key(cpu["config"], backend) != eval_key(bf16["config"], backend)
+    assert eval_settings(bf16["config"], bf16["train"]).net_precision == "bf16"
+    from mogsim.experiments.cifar_gap.config import deviations
+    assert any("evaluation arithmetic bf16" in d for d in deviations(bf16["config"], bf16["train"], "cpu-small"))
+    assert command.CUDA_DEFAULTS["eval_precision"] == "bf16"
+    with pytest.raises(InputError):
+        resolve_options(options(tmp_path, tmp_path / "x", ns="4", images=64, eval_precision="fp16"))

@@ -224,7 +224,8 @@ def eval_settings(config: GapConfig, train: TrainConfig) -> CellEvalSettings:
     """The evaluation settings of a cell: the sampler, thresholds and counts of ``config``, the cell's loss."""
     return CellEvalSettings(sampler_steps=SAMPLER["steps"], solver=SAMPLER["solver"], sample_batch=config.sample_batch,
                             copy_ratio=config.copy_ratio, distance_queries=config.distance_queries,
-                            loss=train.precond, sigma_data=float(train.sigma_data[0]), loss_batch=config.loss_batch)
+                            loss=train.precond, sigma_data=float(train.sigma_data[0]), loss_batch=config.loss_batch,
+                            net_precision=config.eval_precision)
 
 
 def run_cell(cell: Cell, ctx: GridContext) -> CellOutcome:

@@ -142,7 +142,8 @@ def record(r: PointResult) -> dict[str, Any]:
         "copy_fraction_optimum": m["copy_fraction_optimum"], "median_nn_ratio": m["median_nn_ratio"],
         "loss": m["loss"], "loss_floor": m["loss_floor"], "loss_ratio": m["loss_ratio"],
         "sigmas": per_sigma["sigmas"], "distance": per_sigma["distance"],
-        "eval_seconds": m["timing_s"]["total"], "cell": r.cell.name,
+        "eval_seconds": m["timing_s"]["total"], "eval_precision": m.get("dtypes", {}).get("net_precision", "fp32"),
+        "cell": r.cell.name,
     }
 
 

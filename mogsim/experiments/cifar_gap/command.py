@@ -40,8 +40,9 @@ CLASSES = (GapConfig, GapRunOptions, NetOptions, TrainConfig, RuntimeOptions)
 #: Engine parameters this command sets itself (per cell) or does not take.
 SKIP = ("arch", "width", "seed")
 FLAGS = {name: flag for name, flag in flags(*CLASSES).items() if name not in SKIP}
-#: Option values for CUDA when not given (as ``mogsim train`` does; compiling follows the engine's rule).
-CUDA_DEFAULTS = {"precision": "bf16"}
+#: Option values for CUDA when not given (training as ``mogsim train`` does; compiling follows the engine's rule;
+#: the evaluation's bf16 default rests on the fp32-vs-bf16 comparison in BENCHMARKS.md, issue 12).
+CUDA_DEFAULTS = {"precision": "bf16", "eval_precision": "bf16"}
 
 
 def _layer(file: Mapping[str, Any]) -> dict[str, Any]:

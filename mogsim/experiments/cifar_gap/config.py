@@ -9,12 +9,20 @@ cell's EMA network is compared with the empirical optimum of its subset
 **Profiles** supply defaults; every option given on the command line (or in ``--config``) overrides its profile
 value. ``paper`` follows paper 1: N = 2^6 .. 2^15, DDPM++ UNets of width 64, 128 and 256 (unet-64/128/256), VP
 preconditioning, batch 128, Adam lr 1e-3, 32x32 images, 1,000 sampler seeds; its budget (2 Mimg, 8 evaluation
-points) is ours, far below the paper's 50 Mimg. ``cpu-small`` is a profile that finishes in minutes on 2 CPU cores
+points) is ours, far below the paper's 50 Mimg; its 256 distance queries per level (512 before: the relative
+standard error of a distance is then about 2% at the median level and 8% at the worst, BENCHMARKS.md, issue 12)
+keep the evaluation's net calls a small share of training. ``cpu-small`` is a profile that finishes in minutes on 2 CPU cores
 and still memorizes at its smallest N: N = 8 and 64, ``unet-tiny`` of width 16 on images reduced to 16x16 by 2x2
 box averaging, EDM preconditioning (VP memorized 4.5x slower in our CPU runs), batch 32, lr 1e-3 without warm-up,
 24,000 images, 200 sampler seeds, 64 distance queries per level and a loss batch of 512. ``auto`` picks ``paper``
 on a GPU and ``cpu-small`` on the CPU. Every deviation from the paper is listed by :func:`deviations` and stored
 with the results.
+
+**Evaluation arithmetic** (``eval_precision``): the EMA net runs in float32 (``fp32``, TF32 off) unless the option
+says ``tf32`` or ``bf16`` (bfloat16 autocast); the command's default on CUDA is ``bf16`` (the evidence is in
+BENCHMARKS.md, issue 12), on the CPU ``fp32``. The references, the optimum's sampler and the nearest-neighbour
+searches are float64 whatever it is. It is part of the evaluation key (only when not ``fp32``, so that evaluations
+stored before the option existed keep theirs): evaluations in another arithmetic are stored beside, never mixed.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from ...params import check_params, param
 from ...parsing import parse_int_list, parse_seeds
 from ...runs import config_key
 from ...training import TrainConfig
+from .eval import NET_PRECISIONS
 
 #: The registered networks a cell may train (UNets on images).
 UNETS = tuple(name for name, spec in NETWORKS.items() if spec.family == "unet")
@@ -101,12 +110,16 @@ class GapConfig:
                                                shown="0.9 for pixel, 0.6 for a model")
     copy_ratio: float = param(COPY_RATIO, "A sample copies a training image when d1/d2 is below this.",
                               positive=True, below=1.0, shown="1/3")
-    distance_queries: int = param(512, "Queries per noise level and query set for the per-sigma distances.", min=1,
-                                  max=10**6, shown="512; 64 on the CPU")
+    distance_queries: int = param(256, "Queries per noise level and query set for the per-sigma distances (each "
+                                  "distance's standard error is stored beside it).", min=1, max=10**6,
+                                  shown="256; 64 on the CPU")
     loss_batch: int = param(4096, "Items of the seeded batch on which the training loss and its floor are "
                             "measured.", min=1, max=10**7, shown="4096; 512 on the CPU")
     sample_batch: int = param(1000, "Sampler seeds per batch (memory only; results do not depend on it).", min=1,
                               max=10**6)
+    eval_precision: str = param("fp32", "The net's arithmetic at evaluation: fp32 (float32 products), tf32 (TF32 "
+                                "products on CUDA) or bf16 (bfloat16 autocast); references stay float64.",
+                                choices=NET_PRECISIONS, shown="bf16 on CUDA, fp32 on the CPU")
 
     def __post_init__(self) -> None:
         check_params(self)
@@ -161,7 +174,10 @@ class GapConfig:
         """What the evaluation results depend on (hashed into the evaluation key)."""
         keep = ("sample_seeds", "similarity", "similarity_threshold", "copy_ratio", "distance_queries", "loss_batch",
                 "held_out")
-        return {"evaluation": {k: getattr(self, k) for k in keep}, "sampler": SAMPLER}
+        evaluation = {k: getattr(self, k) for k in keep}
+        if self.eval_precision != "fp32":  # fp32 keeps the key it had before the option existed
+            evaluation["eval_precision"] = self.eval_precision
+        return {"evaluation": evaluation, "sampler": SAMPLER}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -302,8 +318,10 @@ def deviations(config: GapConfig, train: TrainConfig, profile: str) -> list[str]
     if train.precond != "vp":
         out.append(f"{train.precond} preconditioning (the paper: VP)")
     if train.precision != "fp32":
-        out.append(f"training arithmetic {train.precision} (the paper: float32); every evaluation runs the EMA "
-                   "net in float32 without TF32")
+        out.append(f"training arithmetic {train.precision} (the paper: float32)")
+    if config.eval_precision != "fp32":
+        out.append(f"evaluation arithmetic {config.eval_precision} for the net (the paper: float32); references and "
+                   "the optimum's sampler in float64")
     if train.batch != 128 or train.lr != 1e-3:
         out.append(f"batch {train.batch}, lr {train.lr:g} (the paper: 128, 1e-3)")
     out.append(f"learning-rate warm-up {train.lr_warmup_images:g} images, dropout and augmentation as configured "

@@ -13,17 +13,25 @@ time, against the empirical optimum of that subset (paper 1, Figs. 2 and 4; Li, 
 * **loss over its floor**: the training loss on a fixed seeded batch over the empirical optimum's on that batch.
 
 Every metric is computed on samples clipped to [-1, 1] (as saved images are). The net runs on ``net_dtype``
-inputs (float32) with TF32 as ``tf32`` says (off by default); the references, the optimum's sampler and the
-nearest-neighbour distances run in float64. The optimum's samples depend only on (subset, seeds, sampler): they are
-cached in ``cache_dir`` as ``optimum-<key>.npz`` (key: SHA-256 of those), and in memory on :class:`CellReferences`.
+inputs (float32) in the arithmetic ``net_precision`` names: ``fp32`` (full float32 products, the library default),
+``tf32`` (TF32 products on CUDA) or ``bf16`` (bfloat16 autocast); the references, the optimum's sampler and the
+nearest-neighbour distances run in float64 whatever it is. Everything that depends only on the subset and the
+settings, not on the net, is computed once and cached in memory on :class:`CellReferences` and on disk in
+``cache_dir``: the optimum's samples (``optimum-<key>.npz``: subset, seeds, sampler) and the references' answers on
+the fixed distance queries and the optimum's loss on the fixed loss batch (``references-<key>.npz``: subset,
+held-out images, query count and seed, levels, loss and its batch and seed). A key is the SHA-256 of everything the
+file depends on, so a changed setting computes a new file and never reads a stale one; a damaged file is recomputed.
 Build one :class:`CellReferences` per subset and pass it to every evaluation of that subset (widths, seeds,
-evaluation points): it holds the references, the optimum's samples and the similarity features of the subset.
+evaluation points): later evaluations then pay only the net's calls.
 ``settings.loss`` must be the net's training loss (``vp`` or ``edm``). RP between two cells (widths, training
 seeds) is ``mogsim.metrics.reproducibility.agreement(samples_a, samples_b, backend)`` on their stored samples.
 
-Cost (CIFAR-10, N = 32,768, 1,000 seeds): the net makes 35,000 + 18,432 + 4,096 calls (sampler, distances, loss);
-the float64 closed forms about 2e13 flops (4 N d per query: the optimum's sampler, the distances, the loss floor), the
-nearest-neighbour and similarity searches 4e11: on a GPU the net's calls dominate.
+Cost (CIFAR-10, N = 32,768, 1,000 seeds): the net makes 35,000 + 9,216 + 4,096 calls (sampler, 256 distance
+queries x 18 levels x 2 sets, loss); the float64 closed forms about 2e13 flops (4 N d per query: the optimum's
+sampler, the distances, the loss floor), once per subset; the nearest-neighbour and similarity searches 4e11 per evaluation. The reference cache holds
+8 bytes per coordinate of every distance query and of both references' answers: at the command's 256 queries per
+level 0.7 GB on the device and 0.45 GB on disk per subset (the queries are regenerated from their seed), 28 MB
+for the CPU profile.
 """
 
 from __future__ import annotations
@@ -47,20 +55,25 @@ from ...devices import resolve_device, resolve_dtype
 from ...errors import InputError
 from ...io import write_json, write_npz
 from ...metrics.copies import COPY_RATIO, fraction_ci, generalizability, nearest_two, ratio_of
-from ...metrics.denoiser_distance import (DISTANCE_QUERIES, LOSS_BATCH, Denoise, denoiser_distances, loss_ratio)
+from ...metrics.denoiser_distance import (DISTANCE_QUERIES, LOSS_BATCH, Denoise, DistanceReferences, LossFloor,
+                                          distance_references, distances_to, loss_floor, loss_ratio_to)
 from ...metrics.reproducibility import agreement
 from ...metrics.similarity import EmbeddingSimilarity, Similarity, best_dot, make_similarity
 from ...provenance import provenance
 from ...runs import config_key, write_csv
 from ...sampling import _check_seeds as check_seeds
 from ...sampling import edm_sigmas, noise_for_seeds, sample
-from ...training.losses import make_loss
+from ...training.losses import Loss, loss_record, make_loss
 from ...training.loop import float32_mode
 from ...training.run import data_fingerprint
 
 #: Sampler seeds of every cell: 1,000 seeds from 100000, disjoint from the seeds that pick data or initialise nets.
 DEFAULT_SAMPLE_SEEDS = range(100_000, 101_000)
 CACHE_FORMAT = 1
+#: The net's arithmetic at evaluation (``CellEvalSettings.net_precision``).
+NET_PRECISIONS = ("fp32", "tf32", "bf16")
+#: The references the per-sigma distances compare the net with (names of :class:`CellReferences` attributes).
+DISTANCE_REFERENCES = ("empirical", "gaussian")
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,8 @@ class CellEvalSettings:
     Copies: ``copy_ratio``. Distances: ``distance_queries`` per level and query set, from ``distance_seed``. Loss:
     the engine's ``loss`` (``vp`` or ``edm`` with ``sigma_data``; use the net's training preconditioning) on
     ``loss_batch`` items from ``loss_seed``. Intervals: percentile bootstrap at ``ci_level`` with
-    ``bootstrap_resamples`` from ``bootstrap_seed``. Precision: the net gets ``net_dtype`` inputs, TF32 iff ``tf32``.
+    ``bootstrap_resamples`` from ``bootstrap_seed``. Precision: the net gets ``net_dtype`` inputs and runs in
+    ``net_precision`` (``fp32``, ``tf32`` or ``bf16`` autocast; see the module docs).
     """
 
     sampler_steps: int = 18
@@ -88,7 +102,7 @@ class CellEvalSettings:
     bootstrap_resamples: int = 2000
     bootstrap_seed: int = 0
     net_dtype: str = "float32"
-    tf32: bool = False
+    net_precision: str = "fp32"
     chunk: int = 512
 
     def check(self) -> None:
@@ -104,6 +118,8 @@ class CellEvalSettings:
             raise InputError(f"copy_ratio={self.copy_ratio!r}; pass a ratio in (0, 1) (Carlini et al.: 1/3)")
         if not 0 < self.ci_level < 1:
             raise InputError(f"ci_level={self.ci_level!r}; pass a level in (0, 1), e.g. 0.95")
+        if self.net_precision not in NET_PRECISIONS:
+            raise InputError(f"net_precision={self.net_precision!r}; choose fp32, tf32 or bf16")
         make_loss(self.loss, sigma_data=self.sigma_data)
         resolve_dtype(self.net_dtype)
 
@@ -153,7 +169,8 @@ def _seed_list(seeds: Iterable[int]) -> list[int]:
 
 class CellReferences:
     """The closed-form references of one training subset on one device: the empirical optimum, the moment-matched
-    Gaussian, the optimum's samples (memory and disk cache) and the subset's similarity features (memory)."""
+    Gaussian, the optimum's samples and the references' answers on the fixed distance queries and loss batch (memory
+    and disk cache), and the subset's similarity features (memory)."""
 
     def __init__(self, subset_images: Any, device: str | torch.device = "cpu") -> None:
         self.device = resolve_device(device)
@@ -166,6 +183,7 @@ class CellReferences:
         self.gaussian = moment_matched_gaussian(self.images)
         self._features: dict[str, torch.Tensor] = {}
         self._optimum: dict[str, torch.Tensor] = {}
+        self._fixed: dict[str, tuple[DistanceReferences, LossFloor]] = {}
 
     @property
     def n(self) -> int:
@@ -211,6 +229,72 @@ class CellReferences:
                           subset_sha256=np.asarray(self.fingerprint), key=np.asarray(key))
         self._optimum[key] = samples
         return samples, source
+
+    def references_key(self, test: torch.Tensor, settings: CellEvalSettings) -> str:
+        """Cache key of the references' answers on the distance queries and of the loss floor."""
+        return config_key({"what": "evaluation-references", "format": CACHE_FORMAT,
+                           "subset_sha256": self.fingerprint, "held_out_sha256": _fingerprint(test),
+                           "references": list(DISTANCE_REFERENCES), "sigmas": _levels(settings),
+                           "distance_queries": settings.distance_queries, "distance_seed": settings.distance_seed,
+                           "loss": loss_record(_loss(settings)), "loss_batch": settings.loss_batch,
+                           "loss_seed": settings.loss_seed, "dtype": "float64"})
+
+    def fixed_references(self, test: torch.Tensor, settings: CellEvalSettings,
+                         cache_dir: str | os.PathLike | None) -> tuple[DistanceReferences, LossFloor, str]:
+        """(the distance queries with both references' answers, the loss batch with the optimum's loss, where they
+        came from: ``memory``, ``disk`` or ``computed``), float64 on the device."""
+        key = self.references_key(test, settings)
+        if key in self._fixed:
+            return (*self._fixed[key], "memory")
+        path = Path(cache_dir) / f"references-{key}.npz" if cache_dir is not None else None
+        stored = _read_references(path, key) if path is not None else None
+        refs = {name: getattr(self, name) for name in DISTANCE_REFERENCES}
+
+        def build(arrays: dict[str, np.ndarray] | None) -> tuple[DistanceReferences, LossFloor]:
+            common = dict(device=self.device, chunk=settings.chunk)
+            distance = distance_references(refs, {"train": self.images, "test": test}, _levels(settings),
+                                           queries=settings.distance_queries, seed=settings.distance_seed,
+                                           answers=arrays, **common)
+            floor = loss_floor(self.empirical, self.images, _loss(settings), batch=settings.loss_batch,
+                               seed=settings.loss_seed, per_sample=None if arrays is None else arrays["loss_floor"],
+                               **common)
+            return distance, floor
+
+        source = "computed" if stored is None else "disk"
+        try:
+            distance, floor = build(stored)
+        except (KeyError, ValueError, RuntimeError):  # a file of this key with other content: recompute
+            (distance, floor), source = build(None), "computed"
+        if source == "computed" and path is not None:
+            write_npz(path, **distance.arrays(), loss_floor=floor.per_sample, key=np.asarray(key))
+        self._fixed[key] = (distance, floor)
+        return distance, floor, source
+
+    def drop_fixed_references(self) -> None:
+        """Forget the in-memory answers on the fixed queries (benchmarks measure the uncached cost with it)."""
+        self._fixed.clear()
+
+
+def _levels(settings: CellEvalSettings) -> list[float]:
+    """The noise levels of the per-sigma distances: the sampler's grid without its final 0."""
+    return edm_sigmas(settings.sampler_steps)[:-1].tolist()
+
+
+def _loss(settings: CellEvalSettings) -> Loss:
+    return make_loss(settings.loss, sigma_data=settings.sigma_data)
+
+
+def _read_references(path: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The stored answers and loss floor of ``key``, or None when the file is absent, unreadable or another
+    key's (then recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except Exception:  # noqa: BLE001 - a damaged cache file is recomputed, never trusted
+        return None
+    return arrays if str(arrays.get("key")) == key else None
 
 
 def _read_optimum(path: Path, seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor | None:
@@ -287,6 +371,19 @@ class _Clock:
             torch.cuda.synchronize(self.device)
 
 
+def at_precision(denoiser: Denoise, precision: str, device: torch.device) -> Denoise:
+    """``denoiser`` run under bfloat16 autocast for ``bf16`` (float64 inputs stay float64: autocast leaves them
+    alone), as it is otherwise (``fp32`` and ``tf32`` are set by :func:`float32_mode` around the evaluation)."""
+    if precision != "bf16":
+        return denoiser
+
+    def in_bf16(x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            return denoiser(x, sigma).to(x.dtype)
+
+    return in_bf16
+
+
 @torch.no_grad()
 def evaluate_cell(denoiser: Denoise, subset_images: Any, *, test_images: Any,
                   sample_seeds: Iterable[int] = DEFAULT_SAMPLE_SEEDS, references: CellReferences | None = None,
@@ -313,25 +410,22 @@ def evaluate_cell(denoiser: Denoise, subset_images: Any, *, test_images: Any,
         raise InputError(f"test_images have shape {tuple(test.shape[1:])} per image, the subset "
                          f"{references.sample_shape}; pass held-out images of the subset's shape")
     net_dtype = resolve_dtype(settings.net_dtype)
+    net = at_precision(denoiser, settings.net_precision, device)
     clock = _Clock(device)
-    with float32_mode(device, settings.tf32):
+    with float32_mode(device, settings.net_precision == "tf32"):
         with clock.stage("sample_net"):
             noise = noise_for_seeds(seeds, references.sample_shape, dtype=torch.float64)
-            net_samples = sample_in_batches(denoiser, noise, settings, device, net_dtype, progress)
+            net_samples = sample_in_batches(net, noise, settings, device, net_dtype, progress)
         with clock.stage("sample_optimum"):
             opt_samples, opt_source = references.optimum_samples(seeds, settings, cache_dir, progress)
         with clock.stage("sample_metrics"):
             metrics, per_sample = _sample_metrics(net_samples, opt_samples, references, backend, settings)
+        with clock.stage("fixed_references"):
+            fixed, floor, fixed_source = references.fixed_references(test, settings, cache_dir)
         with clock.stage("distances"):
-            dist = denoiser_distances(
-                denoiser, {"empirical": references.empirical, "gaussian": references.gaussian},
-                {"train": references.images, "test": test}, edm_sigmas(settings.sampler_steps)[:-1].tolist(),
-                queries=settings.distance_queries, seed=settings.distance_seed, device=device, net_dtype=net_dtype,
-                chunk=settings.chunk)
+            dist = distances_to(net, fixed, net_dtype=net_dtype, chunk=settings.chunk)
         with clock.stage("loss"):
-            loss = loss_ratio(denoiser, references.empirical, references.images,
-                              make_loss(settings.loss, sigma_data=settings.sigma_data), batch=settings.loss_batch,
-                              seed=settings.loss_seed, device=device, net_dtype=net_dtype, chunk=settings.chunk)
+            loss = loss_ratio_to(net, floor, net_dtype=net_dtype, chunk=settings.chunk)
     metrics.update(loss.to_dict())
     metrics["per_sigma"] = dist.to_dict()
     metrics.update({
@@ -339,8 +433,11 @@ def evaluate_cell(denoiser: Denoise, subset_images: Any, *, test_images: Any,
         "seed_first": seeds[0], "seed_last": seeds[-1], "subset_sha256": references.fingerprint,
         "test_images": int(test.shape[0]), "similarity": backend.record(), "settings": settings.record(),
         "samples_clipped_to": [-1.0, 1.0], "optimum_samples_source": opt_source,
-        "dtypes": {"net_input": settings.net_dtype, "net_autocast": str(getattr(denoiser, "autocast_dtype", None)),
-                   "tf32": settings.tf32, "references": "float64", "optimum_sampler": "float64",
+        "fixed_references_source": fixed_source,
+        "dtypes": {"net_input": settings.net_dtype, "net_precision": settings.net_precision,
+                   "net_autocast": "bfloat16" if settings.net_precision == "bf16"
+                   else str(getattr(denoiser, "autocast_dtype", None)),
+                   "tf32": settings.net_precision == "tf32", "references": "float64", "optimum_sampler": "float64",
                    "nearest_neighbour": "float64"},
         "timing_s": {**clock.times, "total": sum(clock.times.values())},
         "provenance": provenance(device),
