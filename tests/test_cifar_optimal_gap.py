@@ -245,3 +245,30 @@ def test_eval_precision_defaults_and_keys(tmp_path, monkeypatch):
     assert command.CUDA_DEFAULTS["eval_precision"] == "bf16"
     with pytest.raises(InputError):
         resolve_options(options(tmp_path, tmp_path / "x", ns="4", images=64, eval_precision="fp16"))
+
+
+def test_cross_rp_rows_carry_the_mismatched_seed_control(tmp_path):
+    """RP between widths comes with its control: seed-specific samples shared by two nets give RP 1 and control 0;
+    seed-blind samples (one image for every seed) give RP 1 and control 1, so the high RP says nothing there."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from mogsim.experiments.cifar_gap.combine import cross_rp
+    from mogsim.metrics.similarity import PixelCorrelation
+
+    g = torch.Generator().manual_seed(0)
+    distinct = torch.rand(32, 3, 4, 4, generator=g, dtype=torch.float64) * 2 - 1
+    blind = (torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64) * 2 - 1).expand(32, -1, -1, -1).clone()
+
+    def point(width: int, samples: torch.Tensor, n: int) -> SimpleNamespace:
+        cell = SimpleNamespace(n=n, seed=0, net=f"unet-w{width}", model_channels=width)
+        folder = tmp_path / f"{n}-{width}"
+        return SimpleNamespace(has_samples=True, cell=cell, images=64, folder=folder, final=True,
+                               arrays=lambda name, s=samples: (s.numpy(),))
+
+    rows, _ = cross_rp([point(8, distinct, 4), point(16, distinct, 4), point(8, blind, 8), point(16, blind, 8)],
+                       PixelCorrelation(), resamples=50)
+    widths = {r["n"]: r for r in rows if r["kind"] == "widths"}
+    assert widths[4]["rp"] == 1.0 and widths[4]["rp_mismatched"] == 0.0
+    assert widths[8]["rp"] == 1.0 and widths[8]["rp_mismatched"] == 1.0

@@ -42,7 +42,7 @@ import torch
 
 from ...errors import InputError
 from ...io import write_image_grid, write_json
-from ...metrics.reproducibility import agreement
+from ...metrics.reproducibility import agreement, mismatched_agreement
 from ...metrics.similarity import Similarity
 from ...runs import write_csv
 from .cells import METRICS_FILE, Cell, point_dir
@@ -151,7 +151,9 @@ def record(r: PointResult) -> dict[str, Any]:
 def cross_rp(results: Sequence[PointResult], backend: Similarity, *, level: float = 0.95,
              resamples: int = 2000, seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """RP between widths (pairs of networks at equal N, seed, images) and between training seeds (pairs of seeds at
-    equal N, network, images), with per-seed similarities (keyed ``<kind>/<n>/<images>/<a>/<b>``)."""
+    equal N, network, images), with per-seed similarities (keyed ``<kind>/<n>/<images>/<a>/<b>``). Each row also
+    carries its degenerate control ``rp_mismatched``: seed i of one net against seed i + 1 of the other, near 0 when
+    the metric tells the nets' different samples apart (a high RP with a high control says nothing)."""
     groups: dict[tuple[Any, ...], list[PointResult]] = defaultdict(list)
     for r in (r for r in results if r.has_samples):
         groups[("widths", r.cell.n, r.images, r.cell.seed)].append(r)
@@ -168,6 +170,8 @@ def cross_rp(results: Sequence[PointResult], backend: Similarity, *, level: floa
         members = sorted(members, key=lambda r: (r.cell.model_channels, r.cell.net, r.cell.seed))
         for a, b in combinations(members, 2):
             agree = agreement(samples(a), samples(b), backend, level=level, resamples=resamples, seed=seed)
+            control = (mismatched_agreement(samples(a), samples(b), backend, level=level, resamples=resamples,
+                                            seed=seed) if samples(a).shape[0] > 1 else None)
             name_a, name_b = (a.cell.net, b.cell.net) if kind == "widths" else (a.cell.seed, b.cell.seed)
             rows.append({"kind": kind, "n": n, "images_seen": images,
                          "seed": shared if kind == "widths" else None, "net": shared if kind == "seeds" else None,
@@ -175,6 +179,8 @@ def cross_rp(results: Sequence[PointResult], backend: Similarity, *, level: floa
                          "width_a": a.cell.model_channels, "width_b": b.cell.model_channels,
                          "rp": agree.rp, "rp_ci": list(agree.ci),
                          "median_similarity": float(np.median(agree.similarity)),
+                         "rp_mismatched": None if control is None else control.rp,
+                         "rp_mismatched_ci": None if control is None else list(control.ci),
                          "final": a.final and b.final})
             per_seed[f"{kind}/{n}/{images}/{name_a}/{name_b}"] = agree.similarity
     return rows, per_seed
@@ -435,8 +441,8 @@ def combine(out: Path, cells: Sequence[Cell], key: str, backend: Similarity, met
     write_json(out / SUMMARY_FILE, summary)
     write_csv(out / "cells.csv", [_cells_row(r) for r in records])
     write_csv(out / "per_sigma.csv", _per_sigma_rows(records))
-    write_csv(out / "cross.csv", [{**{k: v for k, v in c.items() if k != "rp_ci"}, "rp_lo": c["rp_ci"][0],
-                                   "rp_hi": c["rp_ci"][1]} for c in cross] or [{"kind": ""}])
+    write_csv(out / "cross.csv", [{**{k: v for k, v in c.items() if k not in ("rp_ci", "rp_mismatched_ci")},
+                                   "rp_lo": c["rp_ci"][0], "rp_hi": c["rp_ci"][1]} for c in cross] or [{"kind": ""}])
     write_csv(out / "memorization.csv", mem["cells"] or [{"n": ""}])
     if per_seed:
         from ...io import write_npz

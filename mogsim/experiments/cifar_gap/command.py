@@ -179,7 +179,9 @@ def result_lines(summary: Mapping[str, Any]) -> list[str]:
         if c["final"]:
             what = f"seed {c['seed']}" if c["kind"] == "widths" else c["net"]
             lines.append(f"RP between {c['kind']} at N = {c['n']} ({what}, {c['images_seen']:,} images): "
-                         f"{c['a']} vs {c['b']}: {c['rp']:.3f} [{c['rp_ci'][0]:.2f}, {c['rp_ci'][1]:.2f}]")
+                         f"{c['a']} vs {c['b']}: {c['rp']:.3f} [{c['rp_ci'][0]:.2f}, {c['rp_ci'][1]:.2f}]"
+                         + ("" if c.get("rp_mismatched") is None else
+                            f" (mismatched-seed control {c['rp_mismatched']:.3f})"))
     mem = summary["memorization"]
     for c in mem["cells"]:
         if c["time"] is not None:
