@@ -96,8 +96,11 @@ else
   ARITH=(--precision tf32 --no-compile)
   [[ $MODE == memorize ]] && ARITH=(--precision bf16 --compile)
   [[ $MODE =~ ^(exponent|grid|widths)$ ]] && ARITH=(--precision bf16 --no-compile --cuda-graph)
+  # --eval-precision fp32: the earlier runs' cells (N = 16, 32, 64) were evaluated with the net in float32, and the
+  # memorization-time fits merge cells across calls, so these calls keep that arithmetic (and its time estimates)
+  # rather than the command's CUDA default (bf16).
   COMMON=(--device cuda --profile paper --precond edm --batch 128 --lr 1e-3 --lr-warmup-images 0 "${ARITH[@]}"
-          --sample-seeds 100000-100255 --distance-queries 128 --loss-batch 1024 --held-out 1000
+          --eval-precision fp32 --sample-seeds 100000-100255 --distance-queries 128 --loss-batch 1024 --held-out 1000
           --checkpoint-every 0)
   NET=(--archs unet-64); WIDE=(--archs unet-128); BOTH=(--archs unet-64,unet-128)
   A=(--ns 64 --images 196608 --eval-at 8192,16384,32768,65536,98304,131072,196608)
