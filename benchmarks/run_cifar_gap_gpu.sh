@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU runs of `mogsim cifar-optimal-gap` (issue 12), each in ONE call of at most ~9 minutes.
 #
-#   benchmarks/run_cifar_gap_gpu.sh [--quick] [--memorize [--n N] | --exponent | --grid | --widths] DATA RESULTS [SECONDS]
+#   benchmarks/run_cifar_gap_gpu.sh [--quick] [--memorize [--n N] | --exponent | --grid [--ns LIST] |
+#                                    --grid-wide [--ns LIST] | --widths] DATA RESULTS [SECONDS]
 #
 # (the flags in any order, before DATA; at most one mode.)
 #
@@ -25,6 +26,18 @@
 # (the stage's limit is then 440 s; a late N = 4096 cell loses its last point first). Under a memorization time
 # ~linear in N (crossing 0.5 near 440k images at N = 128) no cell copies at this budget: it measures the
 # non-copying side of Fig. 4 (RP to the optimum, GL, per-sigma distances) against N at equal training.
+# `--ns LIST` (ascending, comma-separated) replaces the N of --grid or --grid-wide.
+#
+# --grid-wide is --grid with BOTH widths: unet-64 and unet-128 in one process, cells in the order N (ascending), then
+# unet-64, then unet-128, at the same budget and points (98,304 images; 49,152 and 98,304) and so on the same images,
+# so that the merge computes RP between widths at every N (it needs both nets' samples, which stay on the device:
+# both widths of an N must share a call). Default N: 64 .. 2048 (N = 4096 of both widths is the --widths call's
+# W4096 stage, the same cells); a call of ~10 minutes fits two N, so the plan passes --ns 64,128, then 256,512,
+# then 1024,2048. Per N (the --widths call's measured costs, fp32 evaluation): unet-64 35 s training at 2,823
+# images/s + 18 s evaluation (12 + 6.5); unet-128 66 s at 1,490 images/s + 59 s evaluation (41 + 18); warm-ups,
+# captures and references ~14 s: ~192 s, so two N ~385 s and a call ~420 s. Use SECONDS = 540: the stage's limit is
+# then ~442 s, and a stage ends 45 s (not 25 s) after it, as a unet-128 first point costs 41 s. A short call loses
+# the largest N's unet-128 cell first, then its unet-64 cell.
 #
 # --widths runs the second width: unet-64 AND unet-128 in one process per N, into one folder, so that the merge
 # computes RP between widths from their per-sample files: N = 16 to 110k images (points 40k, 70k, 110k; unet-64
@@ -55,20 +68,29 @@
 # images and tiny budgets (a smoke test of this script, not a result).
 set -uo pipefail
 die() { echo "run_cifar_gap_gpu.sh: error: $*" >&2; exit 2; }
-QUICK=0; MODE=default; MEM_N=64; N_GIVEN=0
+QUICK=0; MODE=default; MEM_N=64; N_GIVEN=0; GRID_NS=
 while [[ "${1:-}" == --* ]]; do
   case $1 in
     --quick) QUICK=1 ;;
-    --memorize|--exponent|--grid|--widths)
+    --memorize|--exponent|--grid|--grid-wide|--widths)
       [[ $MODE == default ]] || die "--$MODE and $1 exclude each other (one mode per call)"
       MODE=${1#--} ;;
     --n) [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || die "--n takes a positive whole number of training images, e.g. --n 128"
       MEM_N=$2; N_GIVEN=1; shift ;;
-    *) die "unknown flag $1 (--quick, --memorize, --n N, --exponent, --grid, --widths)" ;;
+    --ns) [[ "${2:-}" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] ||
+        die "--ns takes ascending positive whole numbers of training images, comma-separated, e.g. --ns 64,128"
+      prev=0
+      for n in ${2//,/ }; do
+        (( n > prev )) || die "--ns takes ascending positive whole numbers of training images, e.g. --ns 64,128 (got $2)"
+        prev=$n
+      done
+      GRID_NS=$2; shift ;;
+    *) die "unknown flag $1 (--quick, --memorize, --n N, --exponent, --grid, --grid-wide, --ns LIST, --widths)" ;;
   esac
   shift
 done
 (( N_GIVEN )) && [[ $MODE != memorize ]] && die "--n sets the N of --memorize; add --memorize or leave --n out"
+[[ -n $GRID_NS && ! $MODE =~ ^grid ]] && die "--ns sets the N of --grid or --grid-wide; add one of them or leave --ns out"
 DATA=${1:?DATA folder}; RESULTS=${2:?RESULTS folder}; BUDGET=${3:-380}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
@@ -95,7 +117,7 @@ if (( QUICK )); then
 else
   ARITH=(--precision tf32 --no-compile)
   [[ $MODE == memorize ]] && ARITH=(--precision bf16 --compile)
-  [[ $MODE =~ ^(exponent|grid|widths)$ ]] && ARITH=(--precision bf16 --no-compile --cuda-graph)
+  [[ $MODE =~ ^(exponent|grid|grid-wide|widths)$ ]] && ARITH=(--precision bf16 --no-compile --cuda-graph)
   # --eval-precision fp32: the earlier runs' cells (N = 16, 32, 64) were evaluated with the net in float32, and the
   # memorization-time fits merge cells across calls, so these calls keep that arithmetic (and its time estimates)
   # rather than the command's CUDA default (bf16).
@@ -132,11 +154,16 @@ if [[ $MODE == exponent ]]; then  # the cells of N = 16 and 32 (stage D's N), lo
   MERGE=("${E32[@]}")  # plans the N = 32 cell; the merge finds the N = 16 cell in the folder
   E16_CAP=130  # expected ~100 s (56 s training, ~38 s for 5 evaluations); N = 32 may use all the rest
 fi
-if [[ $MODE == grid ]]; then  # N = 128 .. 4096 at one budget, one process (ascending N)
+if [[ $MODE =~ ^grid ]]; then  # N = 128 .. 4096 (--grid-wide: 64 .. 2048, both widths) at one budget, one process
+  GRID_NET=("${NET[@]}"); DEFAULT_NS=128,256,512,1024,2048,4096
+  if [[ $MODE == grid-wide ]]; then
+    GRID_NET=("${BOTH[@]}"); MERGE_NET=("${BOTH[@]}"); DEFAULT_NS=64,128,256,512,1024,2048
+    OVERHEAD=45  # a unet-128 first evaluation point costs 41 s; one begun just before the limit must finish
+  fi
   if (( QUICK )); then
-    G=(--ns 128,256,512,1024,2048,4096 --images 256 --eval-at 128,256)
+    G=(--ns "${GRID_NS:-$DEFAULT_NS}" --images 256 --eval-at 128,256)
   else
-    G=(--ns 128,256,512,1024,2048,4096 --images 98304 --eval-at 49152,98304)
+    G=(--ns "${GRID_NS:-$DEFAULT_NS}" --images 98304 --eval-at 49152,98304)
   fi
   MERGE=("${G[@]}")
 fi
@@ -188,8 +215,8 @@ echo "data decoded and cached in $(( SECONDS - t0 )) s" | tee -a "$LOG"
 if [[ $MODE == exponent ]]; then
   stage E16 "$E16_CAP" "${NET[@]}" "${E16[@]}"
   stage E32 100000 "${NET[@]}" "${E32[@]}"
-elif [[ $MODE == grid ]]; then
-  stage G 100000 "${NET[@]}" "${G[@]}"
+elif [[ $MODE =~ ^grid ]]; then
+  stage G 100000 "${GRID_NET[@]}" "${G[@]}"
 elif [[ $MODE == widths ]]; then
   stage W16 "$W16_CAP" "${BOTH[@]}" "${W16[@]}"
   stage W4096 100000 "${BOTH[@]}" "${WBIG[@]}"

@@ -22,6 +22,14 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
     (["--memorize", "--n", "1e3"], "--n takes a positive whole number"),
     (["--memorize", "--n"], "--n takes a positive whole number"),
     (["--wide"], "unknown flag --wide"),
+    (["--grid-wide", "--widths"], "--grid-wide and --widths exclude each other"),
+    (["--ns", "64,128"], "--ns sets the N of --grid or --grid-wide"),
+    (["--memorize", "--ns", "64"], "--ns sets the N of --grid or --grid-wide"),
+    (["--grid-wide", "--ns", "128,64"], "--ns takes ascending positive whole numbers"),
+    (["--grid-wide", "--ns", "64,64"], "--ns takes ascending positive whole numbers"),
+    (["--grid", "--ns", "64,,128"], "--ns takes ascending positive whole numbers"),
+    (["--grid", "--ns", "0"], "--ns takes ascending positive whole numbers"),
+    (["--grid-wide", "--ns"], "--ns takes ascending positive whole numbers"),
 ])
 def test_cifar_gap_gpu_script_rejects_bad_flags(tmp_path: Path, flags: list[str], message: str) -> None:
     results = tmp_path / "results"
