@@ -42,6 +42,7 @@ import torch
 from mogsim.analysis.transitions import crossing, first_crossings
 from mogsim.experiments.score_match.config import ScoreMatchConfig
 from mogsim.experiments.score_match.run import make_problem
+from mogsim.runs import write_csv
 
 HERE = Path(__file__).resolve().parent
 K = 2
@@ -233,13 +234,6 @@ def rule_crossings(rules: list[dict], level: float = 0.9) -> list[dict]:
     return out
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
 def draw(table: list[dict], earlier: list[dict], rules: list[dict], path: Path) -> None:
     """(a) The crossing against images seen (log-log), per measure: pooled with its interval, d = 3 and 6 as
     markers; (b) pooled GL at the last step against N_k / d under each copy rule (dashed: net of chance)."""
@@ -327,10 +321,10 @@ def earlier_grid() -> list[dict]:
 def main() -> None:
     rows = _rows()
     table = crossings_over_time(rows, np.random.default_rng(0))
-    _write_csv(HERE / "crossings.csv", table)
+    write_csv(HERE / "crossings.csv", table)
     fits = fit_against_images(table, rows)
     rules = copy_rules()
-    _write_csv(HERE / "copy_rules.csv", rules)
+    write_csv(HERE / "copy_rules.csv", rules)
     by_rule = rule_crossings(rules)
     earlier = earlier_grid()
     gl = next(f for f in fits if f["measure"] == "GL (ratio 1/3)" and f["level"] == 0.9 and f["d"] == "pooled")

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from mogsim.analysis.transitions import crossing
+from mogsim.runs import write_csv
 
 HERE = Path(__file__).resolve().parent
 K = 2
@@ -44,10 +45,7 @@ def main() -> None:
             out.append({"step": step, "images_seen": step * batch, "measure": "first verdict generalizing",
                         "level": "", "d": d, "nk_over_d": min(gen) if gen else None,
                         "status": "crossed" if gen else "not_reached"})
-    with open(HERE / "measures.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(out[0]))
-        w.writeheader()
-        w.writerows(out)
+    write_csv(HERE / "measures.csv", out)
     for o in out:
         if o["step"] >= 210:
             x = o["nk_over_d"]
