@@ -126,4 +126,5 @@ def test_eval_share_from_a_given_rate(tmp_path, monkeypatch):
         assert share["later"] == pytest.approx(4 * by["later"] / (10.0 + 4 * by["later"]))
         first = by["first"] + 3 * by["later"]
         assert share["with_first"] == pytest.approx(first / (10.0 + first))
+        assert share["of_training"] == pytest.approx({"later": 4 * by["later"] / 10.0, "with_first": first / 10.0})
     assert json.loads(out.read_text())["eval_share"] == result["eval_share"]
