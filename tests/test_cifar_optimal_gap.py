@@ -180,6 +180,23 @@ def test_claims_name_each_n_once():
     assert two[0]["agrees"] == "yes" and two[-2]["measured"] == "GL at N = 64: unet-64 0.02; at N = 4096: unet-64 1.00"
 
 
+def test_rp_between_widths_is_not_judged_before_any_cell_memorizes():
+    """Fig. 2's claim needs the memorization end: a low RP between widths at the smallest N while no cell copies is
+    'not tested' (the grid run's N = 64 at 98k images), and judged once a cell memorizes there."""
+    def wide(n: int, copies: float) -> list[dict[str, object]]:
+        return [{**last_record(n, 0.0, copies, 1.0, 40.0), "net": net, "width": w}
+                for net, w in (("unet-64", 64), ("unet-128", 128))]
+
+    cross = [{"kind": "widths", "n": n, "a": "unet-64", "b": "unet-128", "seed": 0, "images_seen": 1000, "rp": rp}
+             for n, rp in ((64, 0.2), (128, 0.95), (4096, 1.0))]
+    fig2 = lambda records: next(c for c in claims(records, cross, {"fits": []})  # noqa: E731
+                                if c["paper"].startswith("RP between widths"))
+    early = fig2(wide(64, 0.0) + wide(128, 0.0) + wide(4096, 0.0))
+    assert early["agrees"] == "not tested" and "no cell memorizes" in early["basis"]
+    assert early["measured"] == "mean RP between widths N = 64: 0.20; N = 128: 0.95; N = 4096: 1.00"
+    assert fig2(wide(64, 0.9) + wide(128, 0.0) + wide(4096, 0.0))["agrees"] == "no"  # lowest at an end
+
+
 def test_console_command_runs_and_exits_zero(cifar, tmp_path, monkeypatch, capsys):
     from mogsim.cli.app import main
     from mogsim.report.cifar_optimal_gap import build_gap

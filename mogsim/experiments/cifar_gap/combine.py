@@ -497,9 +497,12 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
         lowest = int(np.argmin(means))
         interior = 0 < lowest < len(xs) - 1
         ends = means[0] >= HIGH and means[-1] >= HIGH
-        verdict = "yes" if interior and ends else "partly" if interior or ends else "no"
         measured = "mean RP between widths " + "; ".join(f"N = {n}: {_fmt(m)}" for n, m in zip(xs, means))
-        basis = RULES["rp_widths"]
+        if untested is not None:  # the memorization end of the curve is not reached: nothing to judge there
+            verdict, basis = "not tested", untested
+        else:
+            verdict = "yes" if interior and ends else "partly" if interior or ends else "no"
+            basis = RULES["rp_widths"]
     else:
         verdict, measured = "not tested", "needs two or more networks at three or more N"
         basis = "not enough cells"
