@@ -364,3 +364,34 @@ def test_merge_imports_rp_rows_of_an_earlier_merge(cifar, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: --cross-from") and message in err and len(err.splitlines()) == 1, err
     assert {p: p.stat().st_mtime_ns for p in fresh.rglob("*")} == before
+
+
+def test_committed_grid_keeps_the_calls_rp_rows_exactly(tmp_path):
+    """reports/cifar-optimal-gap-grid was merged without samples: every RP row is a call's row, value for value, and
+    its report names the file each came from."""
+    from mogsim.experiments.cifar_gap.combine import read_cross_imports
+
+    folder = Path(__file__).resolve().parents[1] / "reports" / "cifar-optimal-gap-grid"
+    summary = json.loads((folder / "summary.json").read_text())
+    imports = read_cross_imports([folder / "imported" / f"call{c}" for c in (2, 3, 4)])
+    called = {(r["n"], r["images_seen"]): r for imp in imports for r in imp.rows}
+    grid = {(c["n"], c["images_seen"]): c for c in summary["cross"] if c["n"] in {n for n, _ in called}}
+    assert len(called) == 12 and set(grid) == set(called)
+    for key, row in called.items():
+        same = lambda r: {k: v for k, v in r.items() if k not in ("final", "source")}  # noqa: E731
+        assert same(grid[key]) == same(row) and row["source"].endswith(grid[key]["source"])
+    assert grid[(64, 98304)]["rp"] == 0.203125 and grid[(64, 98304)]["final"] is True
+    assert summary["cross_imports"][3]["cells_not_here"] == 3  # the widths run's N = 16 rows
+
+
+def test_console_takes_a_repeated_cross_from(tmp_path, capsys):
+    """The typer front end takes --cross-from more than once and stops at the first bad one with one line, exit 2."""
+    from mogsim.cli.app import main
+
+    good = Path(__file__).resolve().parents[1] / "reports" / "cifar-optimal-gap-grid" / "imported" / "call2"
+    with pytest.raises(SystemExit) as info:
+        main(["cifar-optimal-gap", "--merge", "--device", "cpu", "--out", str(tmp_path / "out"),
+              "--cross-from", str(good), "--cross-from", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "--cross-from" in err and "nowhere" in err, err
+    assert not (tmp_path / "out").exists()
