@@ -22,9 +22,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _option(d: Any) -> inspect.Parameter:
-    kind = str if isinstance(d.kind, tuple) else d.kind
+    kind = list[str] if d.spec.repeat else str if isinstance(d.kind, tuple) else d.kind
     decl = f"{d.flag}/--no-{d.flag[2:]}" if kind is bool else d.flag
-    default = typer.Option(None, decl, help=f"{d.spec.help}  [default: {d.shown_default}]", show_default=False)
+    default = typer.Option(None, decl, help=f"{d.spec.help}  [default: {d.shown_default}]", show_default=False,
+                           **({"metavar": "TEXT"} if d.spec.repeat else {}))
     return inspect.Parameter(d.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Optional[kind])
 
 

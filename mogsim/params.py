@@ -41,7 +41,9 @@ class Spec:
     ``min``/``max`` are inclusive bounds; ``positive`` means > 0; ``below`` an exclusive upper bound; ``choices``
     the allowed strings; ``shown`` the default as the help should show it (when the field's default is a
     placeholder such as None); ``parse`` reads the value from command-line text (e.g. ``"16,32,...,4096"``);
-    ``cli=False`` keeps the parameter off the command line (config files only).
+    ``cli=False`` keeps the parameter off the command line (config files only); ``repeat=True`` makes a tuple of
+    strings a repeatable option (``--x A --x B``) instead of one comma-separated value (for paths, which may hold
+    commas).
     """
 
     help: str
@@ -54,6 +56,7 @@ class Spec:
     shown: str | None = None
     parse: Callable[[str], Any] | None = None
     cli: bool = True
+    repeat: bool = False
 
 
 def param(default: Any, help: str, **spec: Any) -> Any:
@@ -312,4 +315,5 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str
                                 help=help_text)
         else:
             kind = str if isinstance(d.kind, tuple) else d.kind
-            parser.add_argument(d.flag, dest=d.name, type=kind, default=None, help=help_text)
+            parser.add_argument(d.flag, dest=d.name, type=kind, default=None, help=help_text,
+                                **({"action": "append"} if d.spec.repeat else {}))

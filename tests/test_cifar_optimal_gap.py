@@ -180,6 +180,23 @@ def test_claims_name_each_n_once():
     assert two[0]["agrees"] == "yes" and two[-2]["measured"] == "GL at N = 64: unet-64 0.02; at N = 4096: unet-64 1.00"
 
 
+def test_rp_between_widths_is_not_judged_before_any_cell_memorizes():
+    """Fig. 2's claim needs the memorization end: a low RP between widths at the smallest N while no cell copies is
+    'not tested' (the grid run's N = 64 at 98k images), and judged once a cell memorizes there."""
+    def wide(n: int, copies: float) -> list[dict[str, object]]:
+        return [{**last_record(n, 0.0, copies, 1.0, 40.0), "net": net, "width": w}
+                for net, w in (("unet-64", 64), ("unet-128", 128))]
+
+    cross = [{"kind": "widths", "n": n, "a": "unet-64", "b": "unet-128", "seed": 0, "images_seen": 1000, "rp": rp}
+             for n, rp in ((64, 0.2), (128, 0.95), (4096, 1.0))]
+    fig2 = lambda records: next(c for c in claims(records, cross, {"fits": []})  # noqa: E731
+                                if c["paper"].startswith("RP between widths"))
+    early = fig2(wide(64, 0.0) + wide(128, 0.0) + wide(4096, 0.0))
+    assert early["agrees"] == "not tested" and "no cell memorizes" in early["basis"]
+    assert early["measured"] == "mean RP between widths N = 64: 0.20; N = 128: 0.95; N = 4096: 1.00"
+    assert fig2(wide(64, 0.9) + wide(128, 0.0) + wide(4096, 0.0))["agrees"] == "no"  # lowest at an end
+
+
 def test_console_command_runs_and_exits_zero(cifar, tmp_path, monkeypatch, capsys):
     from mogsim.cli.app import main
     from mogsim.report.cifar_optimal_gap import build_gap
@@ -272,3 +289,109 @@ def test_cross_rp_rows_carry_the_mismatched_seed_control(tmp_path):
     widths = {r["n"]: r for r in rows if r["kind"] == "widths"}
     assert widths[4]["rp"] == 1.0 and widths[4]["rp_mismatched"] == 0.0
     assert widths[8]["rp"] == 1.0 and widths[8]["rp_mismatched"] == 1.0
+
+
+def test_merge_imports_rp_rows_of_an_earlier_merge(cifar, tmp_path, capsys):
+    """--cross-from: the rows of an earlier merge come back exactly (values, intervals, per-seed similarities) when the
+    samples are gone, naming their file; a row computed from samples wins over an imported one; rows of cells not in
+    the folder are left out; a missing file or a CSV without the needed columns is one line, exit 2, nothing written."""
+    import shutil
+
+    from mogsim.runs import read_csv
+
+    out, earlier = tmp_path / "exp", tmp_path / "earlier"
+    grid = dict(ns="4", widths="8,16", images=16, eval_at="16")
+    assert run_command(options(cifar, out, **grid), echo=lambda _: None) == 0
+    merge = {**options(cifar, out, merge=True, **grid), "data": None}
+    original = json.loads((out / "summary.json").read_text())["cross"]
+    assert [c["source"] for c in original] == ["computed"] and original[0]["kind"] == "widths"
+    earlier.mkdir()
+    for file in ("cross.csv", "cross_per_seed.npz"):
+        shutil.copy(out / file, earlier / file)
+    with np.load(earlier / "cross_per_seed.npz") as z:
+        similarity = {k: z[k] for k in z.files}
+    for f in (out / CELLS_DIR).glob("*/evals/*/*/per_sample.npz"):
+        f.unlink()
+    assert run_command({**merge, "cross_from": (str(earlier),)}, echo=lambda _: None) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    imported = summary["cross"]
+    assert [{k: v for k, v in c.items() if k != "source"} for c in imported] == \
+        [{k: v for k, v in c.items() if k != "source"} for c in original]
+    assert imported[0]["source"] == str(earlier / "cross.csv")
+    assert summary["cross_imports"] == [{"file": str(earlier / "cross.csv"),
+                                         "per_seed_file": str(earlier / "cross_per_seed.npz"), "rows": 1, "used": 1,
+                                         "computed_here": 0, "cells_not_here": 0, "earlier_import": 0}]
+    with np.load(out / "cross_per_seed.npz") as z:
+        assert {k: z[k].tolist() for k in z.files} == {k: v.tolist() for k, v in similarity.items()}
+    assert read_csv(out / "cross.csv")[0]["source"] == str(earlier / "cross.csv")
+    # the same import again, now from its own output (a chain): the row names the first file; without samples
+    # and without an import the row is gone
+    assert run_command({**merge, "cross_from": (str(out / "cross.csv"),)}, echo=lambda _: None) == 0
+    assert json.loads((out / "summary.json").read_text())["cross"][0]["source"] == str(earlier / "cross.csv")
+    assert run_command(merge, echo=lambda _: None) == 0
+    assert json.loads((out / "summary.json").read_text())["cross"] == []
+
+    # a row computed from samples wins over an imported one; rows of cells not here are counted and left out
+    fresh = tmp_path / "fresh"
+    assert run_command(options(cifar, fresh, **grid), echo=lambda _: None) == 0
+    rows = read_csv(earlier / "cross.csv")
+    rows.append({**rows[0], "n": "8"})
+    rows[0]["rp"] = "0.123"
+    write_rows = [dict(r) for r in rows]
+    from mogsim.runs import write_csv
+
+    write_csv(earlier / "cross.csv", write_rows)
+    assert run_command({**options(cifar, fresh, merge=True, **grid), "data": None,
+                        "cross_from": (str(earlier / "cross.csv"),)}, echo=lambda _: None) == 0
+    summary = json.loads((fresh / "summary.json").read_text())
+    assert len(summary["cross"]) == 1 and summary["cross"][0]["source"] == "computed"
+    assert summary["cross"][0]["rp"] != 0.123
+    assert {k: summary["cross_imports"][0][k] for k in ("used", "computed_here", "cells_not_here")} == \
+        {"used": 0, "computed_here": 1, "cells_not_here": 1}
+
+    # bad input: one line, exit 2, nothing written
+    (tmp_path / "bare.csv").write_text("kind,n,rp\nwidths,4,1.0\n")
+    (tmp_path / "empty").mkdir()
+    argv = ["--out", str(fresh), "--merge", "--ns", "4", "--widths", "8,16", "--images", "16", "--eval-at", "16"]
+    for key, value in TINY.items():
+        flag = "--" + key.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    before = {p: p.stat().st_mtime_ns for p in fresh.rglob("*")}
+    for bad, message in ((tmp_path / "missing.csv", "no cross.csv there"), (tmp_path / "empty", "no cross.csv"),
+                         (tmp_path / "bare.csv", "lacks the column(s) images_seen, seed, net, a, b, rp_lo, rp_hi")):
+        capsys.readouterr()
+        assert plain_main(argv + ["--cross-from", str(earlier), "--cross-from", str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --cross-from") and message in err and len(err.splitlines()) == 1, err
+    assert {p: p.stat().st_mtime_ns for p in fresh.rglob("*")} == before
+
+
+def test_committed_grid_keeps_the_calls_rp_rows_exactly(tmp_path):
+    """reports/cifar-optimal-gap-grid was merged without samples: every RP row is a call's row, value for value, and
+    its report names the file each came from."""
+    from mogsim.experiments.cifar_gap.combine import read_cross_imports
+
+    folder = Path(__file__).resolve().parents[1] / "reports" / "cifar-optimal-gap-grid"
+    summary = json.loads((folder / "summary.json").read_text())
+    imports = read_cross_imports([folder / "imported" / f"call{c}" for c in (2, 3, 4)])
+    called = {(r["n"], r["images_seen"]): r for imp in imports for r in imp.rows}
+    grid = {(c["n"], c["images_seen"]): c for c in summary["cross"] if c["n"] in {n for n, _ in called}}
+    assert len(called) == 12 and set(grid) == set(called)
+    for key, row in called.items():
+        same = lambda r: {k: v for k, v in r.items() if k not in ("final", "source")}  # noqa: E731
+        assert same(grid[key]) == same(row) and row["source"].endswith(grid[key]["source"])
+    assert grid[(64, 98304)]["rp"] == 0.203125 and grid[(64, 98304)]["final"] is True
+    assert summary["cross_imports"][3]["cells_not_here"] == 3  # the widths run's N = 16 rows
+
+
+def test_console_takes_a_repeated_cross_from(tmp_path, capsys):
+    """The typer front end takes --cross-from more than once and stops at the first bad one with one line, exit 2."""
+    from mogsim.cli.app import main
+
+    good = Path(__file__).resolve().parents[1] / "reports" / "cifar-optimal-gap-grid" / "imported" / "call2"
+    with pytest.raises(SystemExit) as info:
+        main(["cifar-optimal-gap", "--merge", "--device", "cpu", "--out", str(tmp_path / "out"),
+              "--cross-from", str(good), "--cross-from", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "--cross-from" in err and "nowhere" in err, err
+    assert not (tmp_path / "out").exists()

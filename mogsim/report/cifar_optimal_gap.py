@@ -210,10 +210,12 @@ def _cross_table(f: RunFiles) -> Table:
                   else f"{f.text(S, 'cross', i, 'net')}")
         rows.append([f"{f.text(S, 'cross', i, 'kind')}", f"{f.num(S, 'cross', i, 'n', style='int')}", shared,
                      f"{f.text(S, 'cross', i, 'a')} vs {f.text(S, 'cross', i, 'b')}",
-                     f"{_num(f, 'cross', i, 'rp')} [{_num(f, 'cross', i, 'rp_ci', 0)}, {_num(f, 'cross', i, 'rp_ci', 1)}]"])
+                     f"{_num(f, 'cross', i, 'rp')} [{_num(f, 'cross', i, 'rp_ci', 0)}, {_num(f, 'cross', i, 'rp_ci', 1)}]",
+                     f"{f.text(S, 'cross', i, 'source', optional=True) or 'computed'}"])
     return Table("gap-cross", "RP between widths (at equal N and training seed) and between training seeds (at equal N "
-                 "and network), at the end of the budget, with bootstrap intervals.",
-                 ["between", "N", "shared", "pair", "RP"], rows, "lrlll")
+                 "and network), at the end of the budget, with bootstrap intervals; source: computed here from the "
+                 "samples, or the earlier merge's cross.csv the row was imported from (--cross-from).",
+                 ["between", "N", "shared", "pair", "RP", "source"], rows, "lrllll")
 
 
 def _memorization_table(f: RunFiles) -> Table:

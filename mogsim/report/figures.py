@@ -840,7 +840,7 @@ def memorization_time_figure(memorization: Mapping[str, Any]) -> Figure:
     levels = memorization.get("levels", [])
     with print_style():
         fig = Figure(figsize=(6.9, 2.7))
-        fig.subplots_adjust(left=0.09, right=0.99, bottom=0.17, top=0.88, wspace=0.28)
+        fig.subplots_adjust(left=0.09, right=0.99, bottom=0.17, top=0.84, wspace=0.28)
         axes = np.atleast_1d(fig.subplots(1, max(1, len(levels))))
         ns_all = sorted({int(c["n"]) for c in cells}) or [1]
         nets = sorted({(c["width"], c["net"]) for c in cells})
@@ -868,7 +868,7 @@ def memorization_time_figure(memorization: Mapping[str, Any]) -> Figure:
                 ax.set_ylim(*limits)  # the same in every panel
             _log2_n_axis(ax, ns_all)
             ax.set_ylabel("images seen")
-            ax.set_title(f"copy fraction reaches {lvl:g} (^: not yet, at the last point)")
+            ax.set_title(f"copy fraction reaches {lvl:g}\n(^: not yet at the last point; dot: linear projection)")
             ax.legend(fontsize=5.5)
     return fig
 

@@ -1,6 +1,12 @@
 """Degenerate controls for RP between widths (README: "Is RP between widths = 1.0 at N = 4096 real?").
 
-    nice python reports/cifar-optimal-gap-widths/controls.py [CIFAR10_TRAIN]   # default: ../shared beside the checkout
+    nice python reports/cifar-optimal-gap-widths/controls.py [--data CIFAR10_TRAIN]   # this run (the defaults)
+    nice python reports/cifar-optimal-gap-widths/controls.py --folder reports/cifar-optimal-gap-grid \
+        --points 64:49152,128:49152 --out controls_49152.json --figure ''    # another run's folder and points
+
+``--data`` defaults to ../shared beside the checkout. ``--points N:IMAGES,...`` (at most one point per N) names the
+evaluation points analysed; ``--hist`` the points whose between-widths correlations the figure's first panel shows,
+``--figure-n`` the N of its other panels.
 
 The device kept the nets' samples; this folder has, per evaluation point, the per-seed arrays (nearest training
 image, its distance, the best pixel correlation to a training image, the correlation to the optimum's sample) and,
@@ -19,13 +25,13 @@ training subsets, rebuilt here from CIFAR-10 with the run's seeds, this script c
 * the data mean as a sample: its nearest training image and correlations, against the nets' per-seed arrays;
 * the distribution of the same-seed correlation between widths at every point, against the threshold.
 
-Writes ``controls.json`` and ``fig_width_controls.png`` here.
+Writes ``controls.json`` and ``fig_width_controls.png`` (``--out``, ``--figure``) into the folder.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,25 +50,38 @@ from mogsim.sampling import noise_for_seeds
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parents[2] / "shared" / "data" / "cifar10-jpeg"
 SHAPE = (3, 32, 32)
-#: The last evaluation point of each width per N, and the nets' cells (the run's folder names).
-POINTS = {16: 110080, 4096: 98304}
+#: This run's defaults: the last evaluation point of each width per N, the figure's histograms and its N.
+POINTS, HIST, FIGURE_N = "16:110080,4096:98304", "4096:98304,16:110080", 4096
 NETS = ("unet-64", "unet-128")
 BLUR_SIGMA = 1.0  # pixels: a Gaussian blur that keeps the layout and removes the fine texture
 
 
-def cell_dir(n: int, net: str) -> Path:
-    (folder,) = (HERE / "cells").glob(f"n{n:06d}-{net}-seed0-*")
+def parse_pairs(text: str) -> list[tuple[int, int]]:
+    """``"16:110080,4096:98304"`` -> [(16, 110080), (4096, 98304)] (in the given order)."""
+    return [(int(n), int(images)) for n, images in (p.split(":") for p in text.split(",") if p.strip())]
+
+
+def parse_points(text: str) -> dict[int, int]:
+    """:func:`parse_pairs` as {N: images}, at most one point per N."""
+    pairs = parse_pairs(text)
+    if len({n for n, _ in pairs}) != len(pairs):
+        raise SystemExit(f"--points {text}: at most one point per N (run again with --out for the others)")
+    return dict(pairs)
+
+
+def cell_dir(root: Path, n: int, net: str) -> Path:
+    (folder,) = (root / "cells").glob(f"n{n:06d}-{net}-seed0-*")
     return folder
 
 
-def per_seed(n: int, net: str, images: int) -> dict[str, np.ndarray]:
-    (path,) = (cell_dir(n, net) / "evals").glob(f"*/images-{images:012d}/per_seed.npz")
+def per_seed(root: Path, n: int, net: str, images: int) -> dict[str, np.ndarray]:
+    (path,) = (cell_dir(root, n, net) / "evals").glob(f"*/images-{images:012d}/per_seed.npz")
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
 
-def metrics(n: int, net: str, images: int) -> dict:
-    (path,) = (cell_dir(n, net) / "evals").glob(f"*/images-{images:012d}/metrics.json")
+def metrics(root: Path, n: int, net: str, images: int) -> dict:
+    (path,) = (cell_dir(root, n, net) / "evals").glob(f"*/images-{images:012d}/metrics.json")
     return json.loads(path.read_text())
 
 
@@ -96,12 +115,12 @@ def similarity_of_shifted(backend: PixelCorrelation, x: torch.Tensor) -> np.ndar
     return mismatched_agreement(x, x, backend, shift=1).similarity
 
 
-def analyse_n(n: int, train_images: np.ndarray, order: np.ndarray, backend: PixelCorrelation) -> tuple[dict, dict]:
-    images = POINTS[n]
+def analyse_n(root: Path, n: int, images: int, train_images: np.ndarray, order: np.ndarray,
+              backend: PixelCorrelation) -> tuple[dict, dict]:
     subset = train_images[order[:n]]
-    first = metrics(n, NETS[0], images)
+    first = metrics(root, n, NETS[0], images)
     refs = CellReferences(subset, "cpu")
-    seeds = [int(s) for s in per_seed(n, NETS[0], images)["seeds"]]
+    seeds = [int(s) for s in per_seed(root, n, NETS[0], images)["seeds"]]
     settings = CellEvalSettings(sampler_steps=first["settings"]["sampler_steps"], solver=first["settings"]["solver"],
                                 sample_batch=64)
     noise = noise_for_seeds(seeds, SHAPE, dtype=torch.float64)
@@ -110,7 +129,7 @@ def analyse_n(n: int, train_images: np.ndarray, order: np.ndarray, backend: Pixe
     optimum = optimum.clamp(-1, 1)
     train = refs.images
     mean = train.mean(dim=0, keepdim=True)
-    nets = {net: per_seed(n, net, images) for net in NETS}
+    nets = {net: per_seed(root, n, net, images) for net in NETS}
 
     _, _, opt_nearest = nearest_two(optimum, train)
     g_d1, g_d2, g_nearest = nearest_two(gauss, train)
@@ -146,7 +165,7 @@ def analyse_n(n: int, train_images: np.ndarray, order: np.ndarray, backend: Pixe
         "nets": {},
     }
     for net, a in nets.items():
-        m = metrics(n, net, images)
+        m = metrics(root, n, net, images)
         out["nets"][net] = {
             "median_nn_distance": m["median_nn_distance"], "median_nn_ratio": m["median_nn_ratio"],
             "median_max_similarity": m["median_max_similarity"],
@@ -169,28 +188,29 @@ def analyse_n(n: int, train_images: np.ndarray, order: np.ndarray, backend: Pixe
     return out, panels
 
 
-def between_widths() -> dict:
-    with np.load(HERE / "cross_per_seed.npz") as z:
+def between_widths(root: Path) -> dict:
+    with np.load(root / "cross_per_seed.npz") as z:
         return {k: quantiles(z[k]) for k in sorted(z.files, key=lambda s: (int(s.split("__")[1]),
                                                                            int(s.split("__")[2])))}
 
 
-def figure(panels: dict, path: Path) -> None:
+def figure(root: Path, panels: dict, path: Path, hist: list[tuple[int, int]], fig_n: int) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with np.load(HERE / "cross_per_seed.npz") as z:
+    with np.load(root / "cross_per_seed.npz") as z:
         cross = {k: z[k] for k in z.files}
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     bins = np.linspace(-0.4, 1.0, 57)
     ax = axes[0]
-    for key, label in (("widths__4096__98304__unet-64__unet-128", "unet-64 vs unet-128, same seed (N = 4096, 98k)"),
-                       ("widths__16__110080__unet-64__unet-128", "unet-64 vs unet-128, same seed (N = 16, 110k)")):
-        ax.hist(cross[key], bins=bins, histtype="step", lw=2, label=label)
-    p = panels[4096]
-    ax.hist(p["gauss_shifted"], bins=bins, histtype="step", ls="--", label="Gaussian sampler, seed i vs i+1 (N = 4096)")
-    ax.hist(p["gauss_mean"], bins=bins, histtype="step", ls=":", label="Gaussian sample vs data mean (N = 4096)")
+    for n, images in hist:
+        ax.hist(cross[f"widths__{n}__{images}__{NETS[0]}__{NETS[1]}"], bins=bins, histtype="step", lw=2,
+                label=f"{NETS[0]} vs {NETS[1]}, same seed (N = {n}, {images // 1000}k)")
+    p = panels[fig_n]
+    ax.hist(p["gauss_shifted"], bins=bins, histtype="step", ls="--",
+            label=f"Gaussian sampler, seed i vs i+1 (N = {fig_n})")
+    ax.hist(p["gauss_mean"], bins=bins, histtype="step", ls=":", label=f"Gaussian sample vs data mean (N = {fig_n})")
     ax.axvline(0.9, color="k", lw=1)
     ax.set_xlabel("pixel correlation")
     ax.set_ylabel("seeds (of 256)")
@@ -198,13 +218,13 @@ def figure(panels: dict, path: Path) -> None:
     ax.legend(fontsize=7, loc="upper left")
     ax = axes[1]
     for net, marker in zip(NETS, ("o", "x")):
-        ax.scatter(p["g_to_opt"], p["net_to_opt"][net], s=9, marker=marker, label=f"{net} (98k images)")
+        ax.scatter(p["g_to_opt"], p["net_to_opt"][net], s=9, marker=marker, label=f"{net} ({p['images'] // 1000}k images)")
     ax.scatter(p["mean_to_opt"], p["net_to_opt"][NETS[1]], s=6, c="grey", alpha=0.5,
                label="grey: unet-128 against the data mean's\ncorrelation to the optimum's sample (x)")
     ax.plot([-0.4, 1], [-0.4, 1], "k:", lw=1)
     ax.set_xlabel("Gaussian sampler's (grey: data mean's) correlation to the optimum's sample")
     ax.set_ylabel("net's correlation to the optimum's sample")
-    ax.set_title("N = 4096, per seed: the nets behave like the Gaussian")
+    ax.set_title(f"N = {fig_n}, per seed: the nets against the Gaussian")
     ax.legend(fontsize=7)
     ax = axes[2]
     rows = [np.clip(p["gauss_images"], -1, 1), np.clip(p["optimum_images"], -1, 1)]
@@ -213,7 +233,7 @@ def figure(panels: dict, path: Path) -> None:
     ax.imshow((np.concatenate([grid, np.concatenate([mean_img] + [np.ones_like(mean_img)] * 7, axis=1)]) + 1) / 2,
               interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title("N = 4096, seeds 100000-100007: Gaussian sampler,\nempirical optimum; data mean (bottom left)",
+    ax.set_title(f"N = {fig_n}, seeds 100000-100007: Gaussian sampler,\nempirical optimum; data mean (bottom left)",
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -221,20 +241,32 @@ def figure(panels: dict, path: Path) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CIFAR-10 (train split)")
+    parser.add_argument("--folder", type=Path, default=HERE, help="the run's folder (cells/, cross_per_seed.npz)")
+    parser.add_argument("--points", default=POINTS, help="N:IMAGES,... analysed (one per N)")
+    parser.add_argument("--out", default="controls.json", help="file written into the folder")
+    parser.add_argument("--figure", default="fig_width_controls.png", help="figure written into the folder ('': none)")
+    parser.add_argument("--hist", default=HIST, help="N:IMAGES,... of the figure's histograms")
+    parser.add_argument("--figure-n", type=int, default=FIGURE_N, help="N of the figure's other panels")
+    args = parser.parse_args()
     torch.set_grad_enabled(False)
-    data = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DATA
-    train_images, _ = load_cifar10(data, split="train")
+    root, points = args.folder.resolve(), parse_points(args.points)
+    train_images, _ = load_cifar10(args.data, split="train")
     backend = PixelCorrelation()
-    result = {"what": __doc__.split("\n\n")[0], "data": str(data), "backend": backend.record(),
-              "blur_sigma_pixels": BLUR_SIGMA, "between_widths": between_widths(), "per_n": {}}
+    result = {"what": __doc__.split("\n\n")[0], "data": str(args.data), "backend": backend.record(),
+              "blur_sigma_pixels": BLUR_SIGMA, "between_widths": between_widths(root), "per_n": {}}
     panels = {}
-    for n in POINTS:
-        order = np.asarray(json.loads((cell_dir(n, NETS[0]) / "subset.json").read_text())["indices"], dtype=np.int64)
-        result["per_n"][str(n)], panels[n] = analyse_n(n, train_images, order, backend)
+    for n, images in points.items():
+        order = np.asarray(json.loads((cell_dir(root, n, NETS[0]) / "subset.json").read_text())["indices"],
+                           dtype=np.int64)
+        result["per_n"][str(n)], panels[n] = analyse_n(root, n, images, train_images, order, backend)
+        panels[n]["images"] = images
         print(f"N = {n}: done", flush=True)
     result["provenance"] = provenance("cpu")
-    write_json(HERE / "controls.json", result)
-    figure(panels, HERE / "fig_width_controls.png")
+    write_json(root / args.out, result)
+    if args.figure:
+        figure(root, panels, root / args.figure, parse_pairs(args.hist), args.figure_n)
 
 
 if __name__ == "__main__":

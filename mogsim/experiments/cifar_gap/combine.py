@@ -19,7 +19,10 @@ From every stored evaluation point (``cells/*/evals/<key>/images-*/``) it builds
   (:data:`RULES`) at each cell's last evaluation point.
 
 A point whose samples did not come back from another machine (``per_seed.npz`` without ``per_sample.npz``) counts
-in the records, the memorization times and the fits, but not in the RP between cells or the sample grids.
+in the records, the memorization times and the fits, but not in the RP between cells or the sample grids. The RP
+rows of such pairs can be **imported** from an earlier merge's ``cross.csv`` (``--cross-from``,
+:func:`read_cross_imports`): each keeps its values and intervals exactly and names its ``source`` file; a row
+computed here from samples wins over an imported one, and only rows of cells in this merge are used.
 
 Files written into the experiment folder (all atomically): ``summary.json`` (everything above, the configuration,
 deviations from the paper, data and provenance), ``cells.csv``, ``per_sigma.csv``, ``cross.csv``,
@@ -50,6 +53,9 @@ from .eval import PER_SAMPLE_FILE, PER_SEED_FILE
 
 FORMAT = "mogsim-cifar-optimal-gap"
 SUMMARY_FILE = "summary.json"
+CROSS_FILE, CROSS_PER_SEED_FILE = "cross.csv", "cross_per_seed.npz"
+#: ``source`` of an RP row computed in this merge from the stored samples.
+COMPUTED = "computed"
 #: Copy-fraction levels whose crossing time is the memorization time.
 MEMORIZATION_LEVELS = (0.5, 0.9)
 BOOTSTRAP_RESAMPLES = 1000
@@ -182,8 +188,134 @@ def cross_rp(results: Sequence[PointResult], backend: Similarity, *, level: floa
                          "rp_mismatched": None if control is None else control.rp,
                          "rp_mismatched_ci": None if control is None else list(control.ci),
                          "final": a.final and b.final})
-            per_seed[f"{kind}/{n}/{images}/{name_a}/{name_b}"] = agree.similarity
+            per_seed[per_seed_key(rows[-1])] = agree.similarity
     return rows, per_seed
+
+
+def per_seed_key(row: dict[str, Any]) -> str:
+    """The key of an RP row's per-seed similarities in ``cross_per_seed.npz`` (``/`` written as ``__``)."""
+    return f"{row['kind']}/{row['n']}/{row['images_seen']}/{row['a']}/{row['b']}"
+
+
+def _row_identity(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["kind"], row["n"], row["images_seen"], row.get("seed"), row.get("net"), str(row["a"]), str(row["b"]))
+
+
+# -- RP rows of an earlier merge --------------------------------------------------------------------------------------
+@dataclass
+class CrossImport:
+    """The RP rows (and per-seed similarities, when stored) of one earlier merge's ``cross.csv``."""
+
+    file: Path
+    rows: list[dict[str, Any]]
+    per_seed: dict[str, np.ndarray]
+    per_seed_file: Path | None
+
+
+#: Columns an imported ``cross.csv`` must have (``seed`` for rows between widths, ``net`` for rows between seeds).
+CROSS_COLUMNS = ("kind", "n", "images_seen", "seed", "net", "a", "b", "rp", "rp_lo", "rp_hi")
+
+
+def read_cross_imports(paths: Sequence[str | Path]) -> list[CrossImport]:
+    """Read every ``--cross-from`` path (a ``cross.csv`` or the folder holding it) completely, before anything is
+    written; raise :class:`InputError` naming the path and the fix for a missing, unreadable or incomplete file."""
+    return [_read_cross_import(Path(p)) for p in paths]
+
+
+def _read_cross_import(path: Path) -> CrossImport:
+    import csv
+
+    def bad(why: str) -> InputError:
+        return InputError(f"cross_from={str(path)!r}: {why}", parameter="cross_from")
+
+    file = path / CROSS_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise bad(f"no {CROSS_FILE} there; pass an earlier merge's {CROSS_FILE} or the folder holding it")
+    try:
+        with open(file, newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns, raw = list(reader.fieldnames or []), list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise bad(f"cannot read {file.name} ({type(exc).__name__}: {exc})") from None
+    raw = [r for r in raw if any((v or "").strip() for v in r.values())]
+    missing = [c for c in CROSS_COLUMNS if c not in columns]
+    if raw and missing:  # a merge without pairs writes a bare "kind" header: nothing to import, not an error
+        raise bad(f"{file.name} lacks the column(s) {', '.join(missing)}; pass the cross.csv that "
+                  "`mogsim cifar-optimal-gap --merge` wrote")
+    rows = []
+    for line, r in enumerate(raw, start=2):
+        try:
+            rows.append(_cross_row(r, str(file)))
+        except (KeyError, ValueError) as exc:
+            raise bad(f"{file.name} line {line}: {exc}; pass an unedited cross.csv of a merge") from None
+    per_seed, npz = {}, file.parent / CROSS_PER_SEED_FILE
+    if npz.is_file():
+        try:
+            with np.load(npz) as z:
+                per_seed = {k.replace("__", "/"): z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            raise bad(f"cannot read {npz.name} beside it ({type(exc).__name__}: {exc}); move it away or copy it "
+                      "again") from None
+    return CrossImport(file, rows, per_seed, npz if npz.is_file() else None)
+
+
+def _cross_row(r: dict[str, str], source: str) -> dict[str, Any]:
+    """One row of a ``cross.csv`` back in the summary's types."""
+    def number(key: str) -> float | None:
+        text = (r.get(key) or "").strip()
+        return float(text) if text else None
+
+    kind = r["kind"].strip()
+    if kind not in ("widths", "seeds"):
+        raise ValueError(f"kind {kind!r} is neither widths nor seeds")
+    pair = (int(r["a"]), int(r["b"])) if kind == "seeds" else (r["a"], r["b"])
+    lo, hi = number("rp_mismatched_lo"), number("rp_mismatched_hi")
+    return {"kind": kind, "n": int(r["n"]), "images_seen": int(r["images_seen"]),
+            "seed": int(r["seed"]) if kind == "widths" else None, "net": r["net"] if kind == "seeds" else None,
+            "a": pair[0], "b": pair[1],
+            "width_a": int(r["width_a"]) if r.get("width_a") else None,
+            "width_b": int(r["width_b"]) if r.get("width_b") else None,
+            "rp": float(r["rp"]), "rp_ci": [float(r["rp_lo"]), float(r["rp_hi"])],
+            "median_similarity": number("median_similarity"), "rp_mismatched": number("rp_mismatched"),
+            "rp_mismatched_ci": None if lo is None or hi is None else [lo, hi],
+            "final": (r.get("final") or "").strip() == "True",
+            "source": source if (r.get("source") or COMPUTED).strip() in ("", COMPUTED) else r["source"].strip()}
+
+
+def add_imported(cross: list[dict[str, Any]], per_seed: dict[str, np.ndarray], imports: Sequence[CrossImport],
+                 records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add to ``cross`` (computed here) the imported rows of pairs not computed here whose two cells are in
+    ``records`` at that point (first import first), with their per-seed similarities; their ``final`` follows this
+    merge's cells. Returns what each import gave (written to the summary)."""
+    final = {(r["n"], r["net"], r["seed"], r["images_seen"]): r["final"] for r in records}
+
+    def ends(row: dict[str, Any]) -> list[tuple[Any, ...]]:
+        if row["kind"] == "widths":
+            return [(row["n"], net, row["seed"], row["images_seen"]) for net in (row["a"], row["b"])]
+        return [(row["n"], row["net"], seed, row["images_seen"]) for seed in (row["a"], row["b"])]
+
+    taken = {_row_identity(c) for c in cross}
+    used = []
+    for imp in imports:
+        counts = {"used": 0, "computed_here": 0, "cells_not_here": 0, "earlier_import": 0}
+        for row in imp.rows:
+            identity = _row_identity(row)
+            if identity in taken:
+                counts["earlier_import" if any(_row_identity(c) == identity and c["source"] != COMPUTED
+                                               for c in cross) else "computed_here"] += 1
+            elif not all(e in final for e in ends(row)):
+                counts["cells_not_here"] += 1
+            else:
+                cross.append({**row, "final": all(final[e] for e in ends(row))})
+                taken.add(identity)
+                counts["used"] += 1
+                if per_seed_key(row) in imp.per_seed:
+                    per_seed[per_seed_key(row)] = imp.per_seed[per_seed_key(row)]
+        used.append({"file": str(imp.file), "per_seed_file": None if imp.per_seed_file is None
+                     else str(imp.per_seed_file), "rows": len(imp.rows), **counts})
+    cross.sort(key=lambda c: (c["kind"], c["n"], c["images_seen"], str(c.get("seed")), str(c.get("net")),
+                              str(c["a"]), str(c["b"])))
+    return used
 
 
 # -- memorization time ----------------------------------------------------------------------------------------------
@@ -365,9 +497,12 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
         lowest = int(np.argmin(means))
         interior = 0 < lowest < len(xs) - 1
         ends = means[0] >= HIGH and means[-1] >= HIGH
-        verdict = "yes" if interior and ends else "partly" if interior or ends else "no"
         measured = "mean RP between widths " + "; ".join(f"N = {n}: {_fmt(m)}" for n, m in zip(xs, means))
-        basis = RULES["rp_widths"]
+        if untested is not None:  # the memorization end of the curve is not reached: nothing to judge there
+            verdict, basis = "not tested", untested
+        else:
+            verdict = "yes" if interior and ends else "partly" if interior or ends else "no"
+            basis = RULES["rp_widths"]
     else:
         verdict, measured = "not tested", "needs two or more networks at three or more N"
         basis = "not enough cells"
@@ -418,15 +553,20 @@ def claims(records: Sequence[dict[str, Any]], cross: Sequence[dict[str, Any]], m
 
 
 # -- writing the combined results ------------------------------------------------------------------------------------
-def combine(out: Path, cells: Sequence[Cell], key: str, backend: Similarity, meta: dict[str, Any]) -> dict[str, Any]:
+def combine(out: Path, cells: Sequence[Cell], key: str, backend: Similarity, meta: dict[str, Any],
+            imports: Sequence[CrossImport] = ()) -> dict[str, Any]:
     """Read every stored evaluation point of ``cells`` and write the combined results into ``out`` (see the module
-    docs); returns the summary. ``meta`` is stored as is (configuration, deviations, data, provenance, ...)."""
+    docs); returns the summary. ``meta`` is stored as is (configuration, deviations, data, provenance, ...);
+    ``imports`` are RP rows of earlier merges (:func:`read_cross_imports`)."""
     results = read_results(out, cells, key)
     last = last_points(results)
     records = []
     for r in sorted(results, key=lambda r: (r.cell.n, r.cell.model_channels, r.cell.net, r.cell.seed, r.images)):
         records.append({**record(r), "is_last": last[r.cell.name] is r})
     cross, per_seed = cross_rp(results, backend)
+    for c in cross:
+        c["source"] = COMPUTED
+    imported = add_imported(cross, per_seed, imports, records)
     mem = memorization(results)
     expected = sum(len(c.points) for c in cells)
     summary = {
@@ -435,23 +575,30 @@ def combine(out: Path, cells: Sequence[Cell], key: str, backend: Similarity, met
         "points_done": len(results), "complete": len(results) == expected,
         "missing": [{"cell": c.name, "images_seen": p.images} for c in cells for p in c.points
                     if not (point_dir(out, c, key, p) / METRICS_FILE).is_file()],
-        "records": records, "cross": cross, "memorization": mem, "paper_claims": claims(records, cross, mem),
+        "records": records, "cross": cross, "cross_imports": imported, "memorization": mem, "paper_claims": claims(records, cross, mem),
         "rules": RULES,
     }
     write_json(out / SUMMARY_FILE, summary)
     write_csv(out / "cells.csv", [_cells_row(r) for r in records])
     write_csv(out / "per_sigma.csv", _per_sigma_rows(records))
-    write_csv(out / "cross.csv", [{**{k: v for k, v in c.items() if k not in ("rp_ci", "rp_mismatched_ci")},
-                                   "rp_lo": c["rp_ci"][0], "rp_hi": c["rp_ci"][1]} for c in cross] or [{"kind": ""}])
+    write_csv(out / CROSS_FILE, [_cross_csv_row(c) for c in cross] or [{"kind": ""}])
     write_csv(out / "memorization.csv", mem["cells"] or [{"n": ""}])
     if per_seed:
         from ...io import write_npz
 
-        write_npz(out / "cross_per_seed.npz", **{k.replace("/", "__"): v for k, v in per_seed.items()})
+        write_npz(out / CROSS_PER_SEED_FILE, **{k.replace("/", "__"): v for k, v in per_seed.items()})
     summary["figures"] = draw_figures(out, summary)
     summary["sample_grids"] = write_sample_grids(out, results)
     write_json(out / SUMMARY_FILE, summary)
     return summary
+
+
+def _cross_csv_row(c: dict[str, Any]) -> dict[str, Any]:
+    """A row of ``cross.csv``: the summary's row with its intervals as ``_lo``/``_hi`` columns, ``source`` last."""
+    control = c.get("rp_mismatched_ci") or (None, None)
+    row = {k: v for k, v in c.items() if k not in ("rp_ci", "rp_mismatched_ci", "source")}
+    return {**row, "rp_lo": c["rp_ci"][0], "rp_hi": c["rp_ci"][1], "rp_mismatched_lo": control[0],
+            "rp_mismatched_hi": control[1], "source": c["source"]}
 
 
 def _cells_row(r: dict[str, Any]) -> dict[str, Any]:

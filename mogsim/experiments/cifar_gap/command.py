@@ -29,7 +29,7 @@ from ...provenance import provenance
 from ...runs import RunFolder, make_folder, read_config, write_config
 from ...training import RuntimeOptions, TrainConfig
 from .cells import CELLS_DIR, discover_cells, eval_key, eval_settings, plan_cells, run_grid, shard_cells
-from .combine import FORMAT, SUMMARY_FILE, combine
+from .combine import FORMAT, SUMMARY_FILE, combine, read_cross_imports
 from .config import SAMPLER, GapConfig, GapRunOptions, deviations, pick_profile, profile_values
 from .data import load_gap_data
 from .launch import check_submitit, launch_shards
@@ -98,6 +98,7 @@ def run_command(options: Mapping[str, Any], *, echo: Callable[[str], None] = pri
     out = Path(run.out)
     RunFolder(out, kind=FORMAT).check_owner()
     key = eval_key(config, backend)
+    imports = read_cross_imports(run.cross_from or ())
     data = None
     if not run.merge:
         data = load_gap_data(run.data, max(config.ns), subset_seed=config.subset_seed, resolution=config.resolution,
@@ -148,7 +149,7 @@ def run_command(options: Mapping[str, Any], *, echo: Callable[[str], None] = pri
                           "planned": i < planned} for i, c in enumerate(cells)]
     meta["provenance"] = provenance(device)
     meta["seconds_this_call"] = time.perf_counter() - t0
-    summary = combine(out, cells, key, backend, meta)
+    summary = combine(out, cells, key, backend, meta, imports)
     for line in result_lines(summary):
         echo(line)
     if run.report:
@@ -181,7 +182,8 @@ def result_lines(summary: Mapping[str, Any]) -> list[str]:
             lines.append(f"RP between {c['kind']} at N = {c['n']} ({what}, {c['images_seen']:,} images): "
                          f"{c['a']} vs {c['b']}: {c['rp']:.3f} [{c['rp_ci'][0]:.2f}, {c['rp_ci'][1]:.2f}]"
                          + ("" if c.get("rp_mismatched") is None else
-                            f" (mismatched-seed control {c['rp_mismatched']:.3f})"))
+                            f" (mismatched-seed control {c['rp_mismatched']:.3f})")
+                         + ("" if c.get("source", "computed") == "computed" else f" from {c['source']}"))
     mem = summary["memorization"]
     for c in mem["cells"]:
         if c["time"] is not None:

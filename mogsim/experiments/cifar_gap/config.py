@@ -232,6 +232,11 @@ class GapRunOptions:
                               "with --merge.", shown="all cells")
     merge: bool = param(False, "Only combine the results stored in the cell folders (no training): the grid's cells "
                         "and every other cell of --out, with all their stored evaluation points.")
+    cross_from: tuple[str, ...] | None = param(None, "An earlier merge's cross.csv (or the folder holding it, with its "
+                                               "cross_per_seed.npz when there): its RP rows between widths and seeds "
+                                               "are used for the pairs of this folder's cells whose samples are not "
+                                               "here (a row computed from samples wins); repeat for more files.",
+                                               repeat=True, parse=lambda text: (text,), shown="none")
     launcher: str = param("inline", "inline (this process) or submitit (a job array; pip install 'mogsim[slurm]').",
                           choices=LAUNCHERS)
     jobs: int | None = param(None, "submitit: number of array tasks (shards).", min=1, max=10**5,
