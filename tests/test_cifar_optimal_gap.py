@@ -291,6 +291,43 @@ def test_cross_rp_rows_carry_the_mismatched_seed_control(tmp_path):
     assert widths[8]["rp"] == 1.0 and widths[8]["rp_mismatched"] == 1.0
 
 
+def test_per_seed_similarities_keep_one_array_per_rp_row(tmp_path):
+    """Two training seeds x two widths at one point: four RP rows (a width pair per seed, a seed pair per net), each
+    with its own per-seed array (the key names what the pair shares); an earlier merge's file written without that
+    field is still read where its key names one row only."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from mogsim.experiments.cifar_gap.combine import (CrossImport, add_imported, cross_rp, legacy_per_seed_key,
+                                                      per_seed_key)
+    from mogsim.metrics.similarity import PixelCorrelation
+
+    g = torch.Generator().manual_seed(1)
+    samples = {(w, s): torch.rand(16, 3, 4, 4, generator=g, dtype=torch.float64) * 2 - 1
+               for w in (8, 16) for s in (0, 1)}
+
+    def point(width: int, seed: int) -> SimpleNamespace:
+        cell = SimpleNamespace(n=4, seed=seed, net=f"unet-w{width}", model_channels=width)
+        return SimpleNamespace(has_samples=True, cell=cell, images=64, folder=tmp_path / f"{width}-{seed}",
+                               final=True, arrays=lambda name, x=samples[(width, seed)]: (x.numpy(),))
+
+    rows, per_seed = cross_rp([point(w, s) for w in (8, 16) for s in (0, 1)], PixelCorrelation(), resamples=20)
+    assert len(rows) == 4 and len(per_seed) == 4 and set(per_seed) == {per_seed_key(r) for r in rows}
+    by_key = {per_seed_key(r): r for r in rows}
+    for key, similarity in per_seed.items():
+        assert float(np.median(similarity)) == by_key[key]["median_similarity"]
+
+    widths0 = next(r for r in rows if r["kind"] == "widths" and r["seed"] == 0)
+    records = [{"n": 4, "net": net, "seed": 0, "images_seen": 64, "final": True} for net in ("unet-w8", "unet-w16")]
+    legacy = CrossImport(tmp_path / "cross.csv", [{**widths0, "source": "old"}],
+                         {legacy_per_seed_key(widths0): per_seed[per_seed_key(widths0)]}, None)
+    cross, kept = [], {}
+    assert add_imported(cross, kept, [legacy], records)[0]["used"] == 1
+    assert list(kept) == [per_seed_key(widths0)]
+    assert kept[per_seed_key(widths0)].tolist() == per_seed[per_seed_key(widths0)].tolist()
+
+
 def test_merge_imports_rp_rows_of_an_earlier_merge(cifar, tmp_path, capsys):
     """--cross-from: the rows of an earlier merge come back exactly (values, intervals, per-seed similarities) when the
     samples are gone, naming their file; a row computed from samples wins over an imported one; rows of cells not in

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -193,7 +193,16 @@ def cross_rp(results: Sequence[PointResult], backend: Similarity, *, level: floa
 
 
 def per_seed_key(row: dict[str, Any]) -> str:
-    """The key of an RP row's per-seed similarities in ``cross_per_seed.npz`` (``/`` written as ``__``)."""
+    """The key of an RP row's per-seed similarities in ``cross_per_seed.npz`` (``/`` written as ``__``): kind, N,
+    images, the pair, then what the pair shares (``seed<k>`` between widths, the net between seeds), so that two
+    training seeds' width pairs (or two nets' seed pairs) at one point keep their own arrays."""
+    shared = f"seed{row['seed']}" if row["kind"] == "widths" else row["net"]
+    return f"{legacy_per_seed_key(row)}/{shared}"
+
+
+def legacy_per_seed_key(row: dict[str, Any]) -> str:
+    """The key that merges before the shared field was added wrote (without it): still read from such files where it
+    names one row only."""
     return f"{row['kind']}/{row['n']}/{row['images_seen']}/{row['a']}/{row['b']}"
 
 
@@ -298,6 +307,7 @@ def add_imported(cross: list[dict[str, Any]], per_seed: dict[str, np.ndarray], i
     used = []
     for imp in imports:
         counts = {"used": 0, "computed_here": 0, "cells_not_here": 0, "earlier_import": 0}
+        legacy_keys = Counter(legacy_per_seed_key(row) for row in imp.rows)
         for row in imp.rows:
             identity = _row_identity(row)
             if identity in taken:
@@ -309,8 +319,11 @@ def add_imported(cross: list[dict[str, Any]], per_seed: dict[str, np.ndarray], i
                 cross.append({**row, "final": all(final[e] for e in ends(row))})
                 taken.add(identity)
                 counts["used"] += 1
-                if per_seed_key(row) in imp.per_seed:
-                    per_seed[per_seed_key(row)] = imp.per_seed[per_seed_key(row)]
+                stored = imp.per_seed.get(per_seed_key(row))
+                if stored is None and legacy_keys[legacy_per_seed_key(row)] == 1:
+                    stored = imp.per_seed.get(legacy_per_seed_key(row))
+                if stored is not None:
+                    per_seed[per_seed_key(row)] = stored
         used.append({"file": str(imp.file), "per_seed_file": None if imp.per_seed_file is None
                      else str(imp.per_seed_file), "rows": len(imp.rows), **counts})
     cross.sort(key=lambda c: (c["kind"], c["n"], c["images_seen"], str(c.get("seed")), str(c.get("net")),
