@@ -5,8 +5,9 @@
 Reads the committed run folders (their ``summary.json``: records, cross-cell RP and the training arithmetic) and
 writes here ``all_runs.csv`` (one row per run, cell and evaluation point), ``all_cross.csv`` (RP between widths and
 between training seeds, with the mismatched-seed control), ``all_runs.json`` (the same with provenance) and
-``fig_all_runs.png``: Figs. 4 and 2 of paper 1 at the shared budget (each cell's last point between
-:data:`BUDGET` images), over every run. A cell that two folders hold (the grid folder copies the widths run's
+``fig_all_runs.png``: Figs. 4 and 2 of paper 1 at the shared budget (each cell's point between :data:`BUDGET`
+images), over every run that trained in bf16 (run 1's float32/TF32 cells are in the table, not the figure; cells
+retrained under the same name are averaged there). A cell that two folders hold (the grid folder copies the widths run's
 N = 4096 cells to merge them) is counted once, from the run that trained it; a cell retrained under the same name
 (same configuration and seed: bf16 and cuDNN are not bitwise deterministic) is a separate row. CPU, a few seconds.
 """
@@ -66,7 +67,7 @@ def collect() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str
                          "copy_fraction": r["copy_fraction"], "copy_fraction_lo": copy_lo,
                          "copy_fraction_hi": copy_hi, "gl": r["gl"], "loss_ratio": r["loss_ratio"],
                          "cell": r["cell"]})
-            if BUDGET[0] <= r["images_seen"] <= BUDGET[1]:
+            if BUDGET[0] <= r["images_seen"] <= BUDGET[1] and arithmetic.startswith("bf16"):
                 records.append({**r, "is_last": True})
         for c in summary.get("cross", []):
             key = ("cross", c["kind"], c["n"], c["images_seen"], str(c["a"]), str(c["b"]), c.get("seed"),
@@ -90,7 +91,8 @@ def main() -> None:
     write_csv(HERE / "all_cross.csv", cross)
     at_budget = [c for c in cross if BUDGET[0] <= c["images_seen"] <= BUDGET[1]]
     fig = gap_vs_n_figure(records, at_budget)
-    fig.suptitle(f"every run, each cell at {BUDGET[0]:,}-{BUDGET[1]:,} images seen", fontsize=7)
+    fig.subplots_adjust(top=0.89)
+    fig.suptitle(f"every bf16 run, each cell at {BUDGET[0]:,}-{BUDGET[1]:,} images seen", fontsize=8, y=0.995)
     fig.savefig(HERE / "fig_all_runs.png", dpi=200)
     write_json(HERE / "all_runs.json", {"runs": [r for r in RUNS if (REPORTS / r / "summary.json").exists()],
                                         "budget_of_figure": BUDGET, "rows": rows, "cross": cross,
