@@ -47,7 +47,7 @@ from ...errors import InputError
 from ...io import write_image_grid, write_json
 from ...metrics.reproducibility import agreement, mismatched_agreement
 from ...metrics.similarity import Similarity
-from ...runs import write_csv
+from ...runs import read_csv, write_csv
 from .cells import METRICS_FILE, Cell, point_dir
 from .eval import PER_SAMPLE_FILE, PER_SEED_FILE
 
@@ -241,14 +241,12 @@ def _read_cross_import(path: Path) -> CrossImport:
     if not file.is_file():
         raise bad(f"no {CROSS_FILE} there; pass an earlier merge's {CROSS_FILE} or the folder holding it")
     try:
-        with open(file, newline="") as fh:
-            reader = csv.DictReader(fh)
-            columns, raw = list(reader.fieldnames or []), list(reader)
+        raw = read_csv(file)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise bad(f"cannot read {file.name} ({type(exc).__name__}: {exc})") from None
-    raw = [r for r in raw if any((v or "").strip() for v in r.values())]
-    missing = [c for c in CROSS_COLUMNS if c not in columns]
-    if raw and missing:  # a merge without pairs writes a bare "kind" header: nothing to import, not an error
+    raw = [r for r in raw if any((v or "").strip() for v in r.values() if isinstance(v, str))]
+    missing = [c for c in CROSS_COLUMNS if c not in raw[0]] if raw else []
+    if missing:  # a merge without pairs writes a bare "kind" header: nothing to import, not an error
         raise bad(f"{file.name} lacks the column(s) {', '.join(missing)}; pass the cross.csv that "
                   "`mogsim cifar-optimal-gap --merge` wrote")
     rows = []
@@ -303,7 +301,7 @@ def add_imported(cross: list[dict[str, Any]], per_seed: dict[str, np.ndarray], i
             return [(row["n"], net, row["seed"], row["images_seen"]) for net in (row["a"], row["b"])]
         return [(row["n"], row["net"], seed, row["images_seen"]) for seed in (row["a"], row["b"])]
 
-    taken = {_row_identity(c) for c in cross}
+    taken = {_row_identity(c): c["source"] for c in cross}
     used = []
     for imp in imports:
         counts = {"used": 0, "computed_here": 0, "cells_not_here": 0, "earlier_import": 0}
@@ -311,13 +309,12 @@ def add_imported(cross: list[dict[str, Any]], per_seed: dict[str, np.ndarray], i
         for row in imp.rows:
             identity = _row_identity(row)
             if identity in taken:
-                counts["earlier_import" if any(_row_identity(c) == identity and c["source"] != COMPUTED
-                                               for c in cross) else "computed_here"] += 1
+                counts["computed_here" if taken[identity] == COMPUTED else "earlier_import"] += 1
             elif not all(e in final for e in ends(row)):
                 counts["cells_not_here"] += 1
             else:
                 cross.append({**row, "final": all(final[e] for e in ends(row))})
-                taken.add(identity)
+                taken[identity] = row["source"]
                 counts["used"] += 1
                 stored = imp.per_seed.get(per_seed_key(row))
                 if stored is None and legacy_keys[legacy_per_seed_key(row)] == 1:
@@ -588,7 +585,8 @@ def combine(out: Path, cells: Sequence[Cell], key: str, backend: Similarity, met
         "points_done": len(results), "complete": len(results) == expected,
         "missing": [{"cell": c.name, "images_seen": p.images} for c in cells for p in c.points
                     if not (point_dir(out, c, key, p) / METRICS_FILE).is_file()],
-        "records": records, "cross": cross, "cross_imports": imported, "memorization": mem, "paper_claims": claims(records, cross, mem),
+        "records": records, "cross": cross, "cross_imports": imported, "memorization": mem,
+        "paper_claims": claims(records, cross, mem),
         "rules": RULES,
     }
     write_json(out / SUMMARY_FILE, summary)

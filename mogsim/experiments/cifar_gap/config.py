@@ -11,8 +11,8 @@ value. ``paper`` follows paper 1: N = 2^6 .. 2^15, DDPM++ UNets of width 64, 128
 preconditioning, batch 128, Adam lr 1e-3, 32x32 images, 1,000 sampler seeds; its budget (2 Mimg, 8 evaluation
 points) is ours, far below the paper's 50 Mimg; its 256 distance queries per level (512 before: the relative
 standard error of a distance is then about 2% at the median level and 8% at the worst, BENCHMARKS.md, issue 12)
-keep the evaluation's net calls a small share of training. ``cpu-small`` is a profile that finishes in minutes on 2 CPU cores
-and still memorizes at its smallest N: N = 8 and 64, ``unet-tiny`` of width 16 on images reduced to 16x16 by 2x2
+keep the evaluation's net calls a small share of training. ``cpu-small`` is a profile that finishes in minutes on 2
+CPU cores and still memorizes at its smallest N: N = 8 and 64, ``unet-tiny`` of width 16 on images reduced to 16x16 by 2x2
 box averaging, EDM preconditioning (VP memorized 4.5x slower in our CPU runs), batch 32, lr 1e-3 without warm-up,
 24,000 images, 200 sampler seeds, 64 distance queries per level and a loss batch of 512. ``auto`` picks ``paper``
 on a GPU and ``cpu-small`` on the CPU. Every deviation from the paper is listed by :func:`deviations` and stored
