@@ -17,7 +17,8 @@ from torch import nn
 
 from mogsim.errors import InputError
 from mogsim.metrics.copies import fraction_ci, generalizability, nearest_two, nn_ratio
-from mogsim.metrics.reproducibility import agreement, mismatched_agreement, relative_distance, reproducibility
+from mogsim.metrics.reproducibility import (agreement, mismatched_agreement, relative_distance, reproducibility,
+                                          shifted_matches)
 from mogsim.metrics.similarity import (IMAGENET_MEAN, IMAGENET_STD, PIXEL_THRESHOLD, LearnedEmbedding,
                                        PixelCorrelation, RelativeDistance, make_similarity)
 
@@ -267,6 +268,22 @@ def test_mismatched_agreement_tells_seed_specific_from_seed_blind_samplers():
     for bad in (0, 64, 1.0):
         with pytest.raises(InputError, match="shift"):
             mismatched_agreement(distinct, distinct, backend, shift=bad)
+
+
+def test_shifted_matches_is_the_chance_level_of_same_seed_label_matches():
+    """Distinct labels shared by two samplers: every shift misses; one label for every seed: every shift matches;
+    b rolled by k: shift k matches everywhere; independent labels over m values: about 1/m at every shift."""
+    distinct = np.arange(50)
+    assert np.mean(distinct == distinct) == 1.0 and shifted_matches(distinct, distinct).tolist() == [0.0] * 49
+    assert shifted_matches(np.zeros(50), np.zeros(50)).tolist() == [1.0] * 49
+    rolled = shifted_matches(distinct, np.roll(distinct, 7))
+    assert rolled[6] == 1.0 and np.count_nonzero(rolled) == 1
+    rng = np.random.default_rng(0)
+    chance = shifted_matches(rng.integers(0, 16, 4000), rng.integers(0, 16, 4000))
+    assert abs(chance.mean() - 1 / 16) < 0.005
+    for a, b in ((np.arange(5), np.arange(6)), (np.arange(1), np.arange(1)), (np.zeros((3, 2)), np.zeros((3, 2)))):
+        with pytest.raises(InputError, match="label arrays"):
+            shifted_matches(a, b)
 
 
 # --- copies, GL, intervals ----------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from .denoiser_distance import DenoiserDistances, LossRatio, denoiser_distances,
 from .jacobian import jacobian_rank, numerical_rank, trajectory_ranks
 from .molrg_verdict import score_match_verdict
 from .reproducibility import (RP_THRESHOLD, Agreement, agreement, mismatched_agreement, relative_distance,
-                              reproducibility)
+                              reproducibility, shifted_matches)
 from .score_error import SigmaErrors, noisy_queries, sigma_errors
 from .similarity import (PIXEL_THRESHOLD, SSCD_THRESHOLD, EmbeddingSimilarity, LearnedEmbedding, PixelCorrelation,
                          RelativeDistance, Similarity, make_similarity)
@@ -27,4 +27,5 @@ __all__ = ["COPY_RATIO", "PIXEL_THRESHOLD", "RP_THRESHOLD", "SSCD_THRESHOLD", "A
            "SigmaErrors", "Similarity", "agreement", "copy_fraction",
            "denoiser_distances", "fraction_ci", "generalizability", "jacobian_rank", "loss_ratio", "make_similarity",
            "mismatched_agreement", "nearest_two", "nn_ratio", "noisy_queries", "numerical_rank", "ratio_of",
-           "relative_distance", "reproducibility", "score_match_verdict", "sigma_errors", "trajectory_ranks"]
+           "relative_distance", "reproducibility", "score_match_verdict", "shifted_matches", "sigma_errors",
+           "trajectory_ranks"]

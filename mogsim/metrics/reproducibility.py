@@ -28,7 +28,7 @@ from .similarity import RELATIVE_DISTANCE_MAX, RelativeDistance, Similarity, rel
 RP_THRESHOLD = RELATIVE_DISTANCE_MAX
 
 __all__ = ["RP_THRESHOLD", "Agreement", "agreement", "mismatched_agreement", "relative_distance", "reproducibility",
-           "similarity"]
+           "shifted_matches", "similarity"]
 
 
 def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -83,3 +83,14 @@ def mismatched_agreement(a: torch.Tensor, b: torch.Tensor, backend: Similarity, 
     shift = whole_number(shift, "shift", lo=1, hi=a.shape[0] - 1 if a.ndim else None,
                          fix="(a shift of 0 is the same-seed agreement; pass 1 .. seeds - 1)")
     return agreement(a, torch.roll(b, -shift, dims=0), backend, level=level, resamples=resamples, seed=seed)
+
+
+def shifted_matches(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The label-level twin of :func:`mismatched_agreement` for per-seed labels (e.g. each sample's nearest training
+    image): the share of seeds with ``a[i] == b[(i + k) mod S]`` for every shift k = 1 .. S - 1, the chance level
+    that a same-seed match rate ``mean(a == b)`` must clear."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise InputError(f"a, b: need two 1-d label arrays of one length >= 2, got shapes {a.shape} and {b.shape}",
+                         parameter=("a", "b"))
+    return np.array([np.mean(a == np.roll(b, -k)) for k in range(1, len(a))])

@@ -28,6 +28,7 @@ import numpy as np
 
 from mogsim.io import write_json
 from mogsim.metrics.copies import fraction_ci
+from mogsim.metrics.reproducibility import shifted_matches
 from mogsim.provenance import provenance
 
 HERE = Path(__file__).resolve().parent
@@ -50,7 +51,7 @@ def rate(flags: np.ndarray) -> dict[str, object]:
 def same_index(a: np.ndarray, b: np.ndarray) -> dict[str, object]:
     """``a[i] == b[i]`` (same sampler seed) against ``a[i] == b[(i + k) % S]`` for k = 1..S-1 (mismatched seeds),
     and the chance level from the marginals: sum over images j of P(a = j) P(b = j)."""
-    shifted = np.array([np.mean(a == np.roll(b, -k)) for k in range(1, len(a))])
+    shifted = shifted_matches(a, b)
     images = np.union1d(a, b)
     marginal = float(sum(np.mean(a == j) * np.mean(b == j) for j in images))
     return {"same_seed": rate(a == b), "mismatched_mean": float(shifted.mean()),

@@ -42,7 +42,7 @@ from mogsim.data import load_cifar10
 from mogsim.experiments.cifar_gap.eval import CellEvalSettings, CellReferences, sample_in_batches
 from mogsim.io import write_json
 from mogsim.metrics.copies import nearest_two
-from mogsim.metrics.reproducibility import mismatched_agreement
+from mogsim.metrics.reproducibility import mismatched_agreement, shifted_matches
 from mogsim.metrics.similarity import PixelCorrelation
 from mogsim.provenance import provenance
 from mogsim.sampling import noise_for_seeds
@@ -99,9 +99,9 @@ def blur(images: torch.Tensor, sigma: float = BLUR_SIGMA) -> torch.Tensor:
 
 def match_rates(a: np.ndarray, b: np.ndarray) -> dict:
     """Share of seeds where ``a[i] == b[i]``, and where ``a[i] == b[(i + k) % S]`` (mean and max over k >= 1)."""
-    shifted = [float(np.mean(a == np.roll(b, -k))) for k in range(1, len(a))]
+    shifted = shifted_matches(a, b)
     return {"same_seed": float(np.mean(a == b)), "shifted_mean": float(np.mean(shifted)),
-            "shifted_max": float(np.max(shifted)), "shift_1": shifted[0]}
+            "shifted_max": float(np.max(shifted)), "shift_1": float(shifted[0])}
 
 
 def quantiles(x: np.ndarray) -> dict:
