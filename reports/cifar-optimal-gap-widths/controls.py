@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from mogsim.data import load_cifar10
+from mogsim.experiments.cifar_gap.combine import legacy_per_seed_key, per_seed_key
 from mogsim.experiments.cifar_gap.eval import CellEvalSettings, CellReferences, sample_in_batches
 from mogsim.io import write_json
 from mogsim.metrics.copies import nearest_two
@@ -194,6 +195,16 @@ def between_widths(root: Path) -> dict:
                                                                            int(s.split("__")[2])))}
 
 
+def width_pair_similarity(cross: dict[str, np.ndarray], n: int, images: int) -> np.ndarray:
+    """The same-seed correlations of the two widths at (N, images), training seed 0, under the key merges write now
+    or the one they wrote before it named the shared training seed (the committed files)."""
+    row = {"kind": "widths", "n": n, "images_seen": images, "a": NETS[0], "b": NETS[1], "seed": 0}
+    for key in (per_seed_key(row), legacy_per_seed_key(row)):
+        if key.replace("/", "__") in cross:
+            return cross[key.replace("/", "__")]
+    raise KeyError(f"no per-seed correlations for N = {n} at {images} images in cross_per_seed.npz")
+
+
 def figure(root: Path, panels: dict, path: Path, hist: list[tuple[int, int]], fig_n: int) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -205,7 +216,7 @@ def figure(root: Path, panels: dict, path: Path, hist: list[tuple[int, int]], fi
     bins = np.linspace(-0.4, 1.0, 57)
     ax = axes[0]
     for n, images in hist:
-        ax.hist(cross[f"widths__{n}__{images}__{NETS[0]}__{NETS[1]}"], bins=bins, histtype="step", lw=2,
+        ax.hist(width_pair_similarity(cross, n, images), bins=bins, histtype="step", lw=2,
                 label=f"{NETS[0]} vs {NETS[1]}, same seed (N = {n}, {images // 1000}k)")
     p = panels[fig_n]
     ax.hist(p["gauss_shifted"], bins=bins, histtype="step", ls="--",
