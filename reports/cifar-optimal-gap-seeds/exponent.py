@@ -23,7 +23,6 @@ bound on ``b``. Writes ``exponent.json`` and ``fig_exponent.png`` here (CPU, sec
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections import defaultdict
@@ -39,6 +38,7 @@ import numpy as np  # noqa: E402
 from mogsim.experiments.cifar_gap.combine import fit_power  # noqa: E402
 from mogsim.io import write_json  # noqa: E402
 from mogsim.provenance import provenance  # noqa: E402
+from mogsim.runs import read_csv  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPORTS = HERE.parent
@@ -61,17 +61,16 @@ def read_cells() -> list[dict]:
     """Every unet-64 row of the runs' memorization.csv, with its run folder."""
     rows = []
     for run in RUNS:
-        with open(REPORTS / run / "memorization.csv", newline="") as f:
-            for row in csv.DictReader(f):
-                if row["net"] != NET:
-                    continue
-                rows.append({"run": run, "n": int(row["n"]), "seed": int(row["seed"]), "level": float(row["level"]),
-                             "time": float(row["time"]) if row["time"] else None,
-                             "censored": row["censored"] or None,
-                             "bound": float(row["bound"]) if row["bound"] else None,
-                             "projected": float(row["projected"]) if row["projected"] else None,
-                             "last_images": float(row["last_images"]),
-                             "last_copy_fraction": float(row["last_copy_fraction"])})
+        for row in read_csv(REPORTS / run / "memorization.csv"):
+            if row["net"] != NET:
+                continue
+            rows.append({"run": run, "n": int(row["n"]), "seed": int(row["seed"]), "level": float(row["level"]),
+                         "time": float(row["time"]) if row["time"] else None,
+                         "censored": row["censored"] or None,
+                         "bound": float(row["bound"]) if row["bound"] else None,
+                         "projected": float(row["projected"]) if row["projected"] else None,
+                         "last_images": float(row["last_images"]),
+                         "last_copy_fraction": float(row["last_copy_fraction"])})
     return rows
 
 
